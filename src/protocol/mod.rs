@@ -1,0 +1,7 @@
+//! The sans-IO protocol core: pure functions and state machines over caller-owned
+//! buffers. Time and randomness come in as arguments; nothing here touches a
+//! socket, a file, a thread or the system clock.
+
+pub mod codec;
+pub mod keys;
+pub mod profile;

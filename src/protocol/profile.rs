@@ -1,0 +1,76 @@
+//! The project's wire profile: every choice that the TS 33.246 text available to
+//! the project leaves open (design §2, wire reference §9). Each item is one
+//! constant here, so a correction against the specification is a one-line change;
+//! the README's "Conformance" section lists the same items.
+//!
+//! IANA code points that are not choices (payload type numbers, FEC Encoding IDs,
+//! LCT extension numbers) live next to the code that uses them.
+
+/// MIKEY common header (RFC 3830 §6.1), MTK and MSK messages alike.
+pub mod mikey {
+    /// HDR data type 0: pre-shared key (MSK for MTK messages, MUK for MSK messages).
+    pub const DATA_TYPE: u8 = 0;
+    /// PRF func 0: MIKEY-1 (RFC 3830 §4.1.2), HMAC-SHA-1 based.
+    pub const PRF_FUNC: u8 = 0;
+    /// #CS = 0 with CS ID map type 1, the empty map of RFC 4563 §5.
+    pub const NUM_CS: u8 = 0;
+    pub const CS_ID_MAP_TYPE: u8 = 1;
+    /// T payload type 2 (COUNTER), a 32-bit value right-aligned in the 64-bit T of
+    /// the KEMAC IV (RFC 3830 §4.2.3).
+    pub const TS_TYPE: u8 = 2;
+    /// RAND length: 16 fresh random bytes per message.
+    pub const RAND_LEN: usize = 16;
+    /// KEMAC encryption 1 (AES-CM-128) and MAC 1 (HMAC-SHA-1-160).
+    pub const ENCR_ALG: u8 = 1;
+    pub const MAC_ALG: u8 = 1;
+    /// Key data type 3 (TEK+SALT) for the MTK: 16-byte key, 14-byte salt (H1 of
+    /// the wire reference §2.7: the MTK is the SRTP master key, the salt the
+    /// master salt).
+    pub const MTK_KEY_DATA_TYPE: u8 = 3;
+    /// MTK key validity: KV 0 (null).
+    pub const MTK_KEY_VALIDITY: u8 = 0;
+    /// MSK key data type 2 (TEK) with KV 2 (interval) carrying [SEQl, SEQu] as
+    /// 2-byte MTK IDs (seed §6.5.3 fixes the meaning, not the encoding).
+    pub const MSK_KEY_DATA_TYPE: u8 = 2;
+    pub const MSK_KEY_VALIDITY: u8 = 2;
+    /// General Extension type 3 (Key ID, RFC 4563) holding entries
+    /// `KeyIdType(1) ‖ KeyIdLen(2, BE) ‖ KeyId`.
+    pub const EXT_TYPE_KEY_ID: u8 = 3;
+    /// MUK ID = IDi ‖ IDr (seed §6.4.6.1 "combining IDi and IDr"; EF_MUK stores
+    /// IDr first, the CR text does not fix the order).
+    pub const MUK_ID_IDI_FIRST: bool = true;
+}
+
+/// SRTP for streaming sessions (RFC 3711; TS 33.246 §6.6.2 as profiled).
+pub mod srtp {
+    /// MKI = MSK ID (4) ‖ MTK ID (2) on every packet.
+    pub const MKI_LEN: usize = 6;
+    /// HMAC-SHA1-80.
+    pub const AUTH_TAG_LEN: usize = 10;
+    /// Key derivation rate 0: session keys derived once per master key.
+    pub const KEY_DERIVATION_RATE: u64 = 0;
+}
+
+/// OMA DRM v2 DCF for download sessions (TS 33.246 §6.6.3 as profiled).
+pub mod dcf {
+    /// EncryptionMethod 1 (AES_128_CBC) with PaddingScheme 1 (RFC 2630).
+    pub const ENCRYPTION_METHOD: u8 = 1;
+    pub const PADDING_SCHEME: u8 = 1;
+    /// Textual header carrying hex(Key Domain ID ‖ MSK ID ‖ MTK ID).
+    pub const KEY_ID_HEADER: &str = "MBMS-Key-ID";
+    /// Content-Type of a protected object in the FDT (OMA-defined, not IANA).
+    pub const CONTENT_TYPE: &str = "application/vnd.oma.drm.dcf";
+}
+
+/// FLUTE as profiled by TS 26.346 §7.
+pub mod flute {
+    /// EXT_FDT version 1: FLUTE per RFC 3926.
+    pub const FDT_VERSION: u8 = 1;
+    /// TSI length in bytes (16-bit TSI, H = 1, S = 0).
+    pub const TSI_LEN: usize = 2;
+    /// Content-Type of the MIKEY MTK object (IANA, RFC 3830).
+    pub const MIKEY_CONTENT_TYPE: &str = "application/mikey";
+}
+
+/// UDP port of MIKEY MTK messages in streaming sessions (IANA "mikey", seed §6.3.3.2.2).
+pub const MIKEY_UDP_PORT: u16 = 2269;
