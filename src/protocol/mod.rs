@@ -4,4 +4,6 @@
 
 pub mod codec;
 pub mod keys;
+pub mod mtk_schedule;
 pub mod profile;
+pub mod reservation;

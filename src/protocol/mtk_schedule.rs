@@ -1,0 +1,407 @@
+//! When to create, announce, switch to and forget MTKs (TS 33.246 §6.3.3.2).
+//!
+//! A session protects with one *active* MTK. A *pending* MTK is created and its
+//! MIKEY message sent at least `lead` before it becomes active, so receivers hold
+//! it before the first packet under it arrives (§6.3.3.2.2 "may be sent before
+//! the RTP traffic changes over"). The MIKEY messages of the active and the
+//! pending MTK are re-sent every `resend` interval so late joiners catch up
+//! (reliability by periodic re-sending). After a switch the previous MTK is kept
+//! for `retire_after` so packets still in flight can be matched, then dropped.
+//!
+//! Sans-IO: the caller polls with `now` and performs the actions; the schedule
+//! never creates keys itself. MTKs are named by their [`Mki`] (MSK ID ‖ MTK ID),
+//! which is unique for the session.
+
+use super::keys::Mki;
+use std::time::{Duration, Instant};
+
+/// Timing of the MTK lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MtkTiming {
+    /// How long one MTK stays active.
+    pub period: Duration,
+    /// Also switch after this many packets (or objects) under one MTK.
+    pub max_packets: Option<u64>,
+    /// The next MTK's message goes out at least this long before the switch.
+    pub lead: Duration,
+    /// Re-send interval of the MIKEY messages on air.
+    pub resend: Duration,
+    /// How long a replaced MTK is kept after the switch.
+    pub retire_after: Duration,
+    /// Wait before asking again when an MTK could not be created.
+    pub retry: Duration,
+}
+
+/// What the caller must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtkAction {
+    /// Create an MTK (allocate an MTK ID, draw a key) that becomes active at
+    /// `activate_at`, then call [`MtkSchedule::prepared`] or
+    /// [`MtkSchedule::prepare_failed`].
+    Prepare { activate_at: Instant },
+    /// Send a MIKEY MTK message for this MTK, with a fresh counter.
+    Announce(Mki),
+    /// Protect from now on with this MTK.
+    Activate(Mki),
+    /// Drop this MTK: nothing more is protected or matched with it.
+    Retire(Mki),
+}
+
+#[derive(Debug, Clone)]
+pub struct MtkSchedule {
+    timing: MtkTiming,
+    active: Option<(Mki, Instant)>,
+    pending: Option<(Mki, Instant)>,
+    retiring: Option<(Mki, Instant)>,
+    /// `Some(t)`: a Prepare was handed out; no new one before an answer.
+    /// After a failure, `retry_at` holds when to ask again.
+    awaiting_prepare: bool,
+    retry_at: Option<Instant>,
+    announce_queue: [Option<Mki>; 2],
+    /// When the queued announcements became due.
+    announce_at: Option<Instant>,
+    next_resend: Option<Instant>,
+    packets: u64,
+}
+
+impl MtkSchedule {
+    pub fn new(timing: MtkTiming) -> Self {
+        Self {
+            timing,
+            active: None,
+            pending: None,
+            retiring: None,
+            awaiting_prepare: false,
+            retry_at: None,
+            announce_queue: [None; 2],
+            announce_at: None,
+            next_resend: None,
+            packets: 0,
+        }
+    }
+
+    pub fn timing(&self) -> &MtkTiming {
+        &self.timing
+    }
+
+    /// The MTK currently protecting traffic.
+    pub fn active(&self) -> Option<Mki> {
+        self.active.map(|(mki, _)| mki)
+    }
+
+    /// The MTK announced for the next switch.
+    pub fn pending(&self) -> Option<Mki> {
+        self.pending.map(|(mki, _)| mki)
+    }
+
+    /// Counts packets (or objects) protected under the active MTK.
+    pub fn on_protected(&mut self, n: u64) {
+        self.packets = self.packets.saturating_add(n);
+    }
+
+    /// The MTK asked for by the last `Prepare` exists now; its message is due
+    /// at once.
+    pub fn prepared(&mut self, mki: Mki, activate_at: Instant, now: Instant) {
+        self.awaiting_prepare = false;
+        self.retry_at = None;
+        self.pending = Some((mki, activate_at));
+        self.queue_announce(mki);
+        self.announce_at.get_or_insert(now);
+    }
+
+    /// The MTK could not be created (no valid MSK, MTK IDs used up): ask again
+    /// after `retry`. The active MTK, if any, stays as it is; whether it may still
+    /// be used is the key manager's decision (fail closed on an invalid MSK).
+    pub fn prepare_failed(&mut self, now: Instant) {
+        self.awaiting_prepare = false;
+        self.retry_at = Some(now + self.timing.retry);
+    }
+
+    /// Forgets every MTK (the MSK behind them became invalid): traffic must
+    /// stop until a new MTK is prepared and active.
+    pub fn revoke_all(&mut self) -> impl Iterator<Item = Mki> + use<> {
+        let gone = [
+            self.active.take(),
+            self.pending.take(),
+            self.retiring.take(),
+        ];
+        self.announce_queue = [None; 2];
+        self.announce_at = None;
+        self.next_resend = None;
+        self.packets = 0;
+        gone.into_iter().flatten().map(|(mki, _)| mki)
+    }
+
+    /// Next action due at `now`, if any. Call until it returns `None`.
+    pub fn poll(&mut self, now: Instant) -> Option<MtkAction> {
+        if let Some(mki) = self.pop_announce() {
+            return Some(MtkAction::Announce(mki));
+        }
+        if let Some((mki, at)) = self.pending
+            && now >= at
+        {
+            self.pending = None;
+            if let Some((old, _)) = self.active.replace((mki, now)) {
+                self.retiring = Some((old, now + self.timing.retire_after));
+            }
+            self.packets = 0;
+            self.next_resend.get_or_insert(now + self.timing.resend);
+            return Some(MtkAction::Activate(mki));
+        }
+        if let Some((mki, at)) = self.retiring
+            && now >= at
+        {
+            self.retiring = None;
+            return Some(MtkAction::Retire(mki));
+        }
+        if let Some(at) = self.next_resend
+            && now >= at
+        {
+            self.next_resend = Some(now + self.timing.resend);
+            if let Some((mki, _)) = self.pending {
+                self.queue_announce(mki);
+                self.announce_at.get_or_insert(now);
+            }
+            if let Some((mki, _)) = self.active {
+                return Some(MtkAction::Announce(mki));
+            }
+            return self.pop_announce().map(MtkAction::Announce);
+        }
+        if let Some(activate_at) = self.prepare_due(now) {
+            self.awaiting_prepare = true;
+            return Some(MtkAction::Prepare { activate_at });
+        }
+        None
+    }
+
+    /// The earliest instant at which [`poll`](Self::poll) may have something to
+    /// do, for the caller's timer. `None` when only an outside event
+    /// (`prepared`, `on_protected`) can make progress.
+    pub fn poll_at(&self) -> Option<Instant> {
+        [
+            self.announce_at,
+            self.pending.map(|(_, t)| t),
+            self.retiring.map(|(_, t)| t),
+            self.next_resend,
+            self.prepare_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn prepare_at(&self) -> Option<Instant> {
+        if self.awaiting_prepare || self.pending.is_some() {
+            return None;
+        }
+        if let Some(at) = self.retry_at {
+            return Some(at);
+        }
+        match self.active {
+            None => None, // due at once; see prepare_due
+            Some((_, since)) => Some(
+                (since + self.timing.period)
+                    .checked_sub(self.timing.lead)
+                    .unwrap_or(since),
+            ),
+        }
+    }
+
+    fn prepare_due(&self, now: Instant) -> Option<Instant> {
+        if self.awaiting_prepare || self.pending.is_some() {
+            return None;
+        }
+        if let Some(at) = self.retry_at
+            && now < at
+        {
+            return None;
+        }
+        let Some((_, since)) = self.active else {
+            return Some(now);
+        };
+        let by_time = since + self.timing.period;
+        let by_count = self
+            .timing
+            .max_packets
+            .is_some_and(|max| self.packets >= max);
+        if by_count {
+            return Some(now + self.timing.lead);
+        }
+        (now + self.timing.lead >= by_time).then(|| by_time.max(now + self.timing.lead))
+    }
+
+    fn queue_announce(&mut self, mki: Mki) {
+        if self.announce_queue.contains(&Some(mki)) {
+            return;
+        }
+        if let Some(slot) = self.announce_queue.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(mki);
+        }
+    }
+
+    fn pop_announce(&mut self) -> Option<Mki> {
+        let first = self.announce_queue[0].take();
+        self.announce_queue[0] = self.announce_queue[1].take();
+        if self.announce_queue[0].is_none() {
+            self.announce_at = None;
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::keys::{MskId, MtkId};
+
+    fn timing() -> MtkTiming {
+        MtkTiming {
+            period: Duration::from_secs(10),
+            max_packets: None,
+            lead: Duration::from_secs(2),
+            resend: Duration::from_secs(1),
+            retire_after: Duration::from_millis(500),
+            retry: Duration::from_millis(300),
+        }
+    }
+
+    fn mki(id: u16) -> Mki {
+        Mki {
+            msk_id: MskId::new(1, 1),
+            mtk_id: MtkId(id),
+        }
+    }
+
+    /// Runs the schedule over `[start, end)` in 10 ms steps, preparing MTKs with
+    /// increasing IDs, and records (time offset, action).
+    fn run(s: &mut MtkSchedule, start: Instant, end: Duration) -> Vec<(Duration, MtkAction)> {
+        let mut log = Vec::new();
+        let mut next_id = 1;
+        let mut t = Duration::ZERO;
+        while t < end {
+            let now = start + t;
+            while let Some(action) = s.poll(now) {
+                log.push((t, action));
+                if let MtkAction::Prepare { activate_at } = action {
+                    s.prepared(mki(next_id), activate_at, now);
+                    next_id += 1;
+                }
+            }
+            if let Some(at) = s.poll_at() {
+                assert!(
+                    at > now,
+                    "poll_at {at:?} not after a drained poll at {now:?}"
+                );
+            }
+            t += Duration::from_millis(10);
+        }
+        log
+    }
+
+    #[test]
+    fn first_mtk_is_announced_before_it_is_active() {
+        let mut s = MtkSchedule::new(timing());
+        let start = Instant::now();
+        let log = run(&mut s, start, Duration::from_millis(20));
+        let kinds: Vec<_> = log.iter().map(|(_, a)| *a).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                MtkAction::Prepare { activate_at: start },
+                MtkAction::Announce(mki(1)),
+                MtkAction::Activate(mki(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_switch_is_announced_at_least_lead_before() {
+        let t = timing();
+        let mut s = MtkSchedule::new(t);
+        let log = run(&mut s, Instant::now(), Duration::from_secs(45));
+        let activations: Vec<_> = log
+            .iter()
+            .filter_map(|(at, a)| match a {
+                MtkAction::Activate(m) => Some((*at, *m)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(activations.len(), 5, "{activations:?}");
+        for (i, (at, m)) in activations.iter().enumerate() {
+            assert_eq!(m.mtk_id, MtkId(i as u16 + 1));
+            let first_announce = log
+                .iter()
+                .find(|(_, a)| *a == MtkAction::Announce(*m))
+                .map(|(t, _)| *t)
+                .unwrap();
+            if i > 0 {
+                assert!(*at >= first_announce + t.lead, "MTK {i} switched too early");
+                assert!(
+                    at.abs_diff(Duration::from_secs(10 * i as u64)) < Duration::from_millis(20)
+                );
+            }
+        }
+        // The replaced MTK is retired after the grace period, never the active one.
+        let retires: Vec<_> = log
+            .iter()
+            .filter_map(|(at, a)| matches!(a, MtkAction::Retire(_)).then_some(*at))
+            .collect();
+        assert_eq!(retires.len(), 4);
+    }
+
+    #[test]
+    fn messages_on_air_are_resent_every_interval() {
+        let mut s = MtkSchedule::new(timing());
+        let log = run(&mut s, Instant::now(), Duration::from_secs(9));
+        let announces: Vec<_> = log
+            .iter()
+            .filter(|(_, a)| *a == MtkAction::Announce(mki(1)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert!(announces.len() >= 9, "{announces:?}");
+        for pair in announces.windows(2) {
+            assert!(pair[1] - pair[0] <= Duration::from_millis(1010));
+        }
+        // The pending MTK (prepared at 8 s) is announced too.
+        assert!(log.iter().any(|(_, a)| *a == MtkAction::Announce(mki(2))));
+    }
+
+    #[test]
+    fn packet_count_forces_an_early_switch() {
+        let mut s = MtkSchedule::new(MtkTiming {
+            max_packets: Some(100),
+            ..timing()
+        });
+        let start = Instant::now();
+        run(&mut s, start, Duration::from_millis(20));
+        s.on_protected(100);
+        let now = start + Duration::from_secs(1);
+        let action =
+            std::iter::from_fn(|| s.poll(now)).find(|a| matches!(a, MtkAction::Prepare { .. }));
+        assert_eq!(
+            action,
+            Some(MtkAction::Prepare {
+                activate_at: now + timing().lead
+            })
+        );
+    }
+
+    #[test]
+    fn failed_preparation_is_retried_and_revocation_stops_everything() {
+        let mut s = MtkSchedule::new(timing());
+        let start = Instant::now();
+        assert!(matches!(s.poll(start), Some(MtkAction::Prepare { .. })));
+        s.prepare_failed(start);
+        assert_eq!(s.poll(start), None);
+        assert_eq!(s.poll_at(), Some(start + timing().retry));
+        let later = start + timing().retry;
+        assert!(matches!(s.poll(later), Some(MtkAction::Prepare { .. })));
+        s.prepared(mki(7), later, later);
+        while s.poll(later).is_some() {}
+        assert_eq!(s.active(), Some(mki(7)));
+        let revoked: Vec<_> = s.revoke_all().collect();
+        assert_eq!(revoked, vec![mki(7)]);
+        assert_eq!(s.active(), None);
+        assert!(matches!(s.poll(later), Some(MtkAction::Prepare { .. })));
+    }
+}
