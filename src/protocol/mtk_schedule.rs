@@ -197,14 +197,12 @@ impl MtkSchedule {
         if let Some(at) = self.retry_at {
             return Some(at);
         }
-        match self.active {
-            None => None, // due at once; see prepare_due
-            Some((_, since)) => Some(
-                (since + self.timing.period)
-                    .checked_sub(self.timing.lead)
-                    .unwrap_or(since),
-            ),
-        }
+        // With no active MTK the next one is due at once (see `prepare_due`).
+        self.active.map(|(_, since)| {
+            (since + self.timing.period)
+                .checked_sub(self.timing.lead)
+                .unwrap_or(since)
+        })
     }
 
     fn prepare_due(&self, now: Instant) -> Option<Instant> {
