@@ -1,0 +1,4 @@
+//! The runtime around the protocol core: sockets, sender threads, the BM-SC
+//! connection, the key journal, configuration.
+
+pub mod journal;
