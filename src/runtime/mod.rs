@@ -1,4 +1,6 @@
 //! The runtime around the protocol core: sockets, sender threads, the BM-SC
 //! connection, the key journal, configuration.
 
+pub mod config;
 pub mod journal;
+pub mod units;

@@ -1,0 +1,362 @@
+//! Gateway configuration (`mbms-gateway run --config FILE`): strict TOML, every
+//! unknown key an error with its line, validated into typed settings before
+//! anything is sent. `deploy/gateway.toml` documents every field.
+
+use super::units;
+use crate::protocol::keys::KeyDomainId;
+use crate::protocol::mtk_schedule::MtkTiming;
+use crate::protocol::profile::MIKEY_UDP_PORT;
+use anyhow::{Context, Result, bail, ensure};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Directory of the key journal (MTK IDs and MIKEY counters).
+    pub state_dir: PathBuf,
+    /// Name of this instance, sent to the BM-SC with lease requests.
+    pub instance_id: String,
+    pub bmsc: BmscClientConfig,
+    #[serde(default)]
+    pub streaming: Vec<StreamingSession>,
+}
+
+/// How the gateway reaches the BM-SC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BmscClientConfig {
+    /// `http://host:port` or `https://host:port`.
+    pub endpoint: String,
+    /// Key Domain ID (MCC ‖ MNC), 3 bytes in hex, e.g. `"64f000"`.
+    #[serde(deserialize_with = "key_domain_id")]
+    pub key_domain_id: KeyDomainId,
+    /// CA certificate (PEM) that signs the BM-SC's certificate (`https` only).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// MTK IDs and counters leased per request.
+    #[serde(default = "default_lease_block")]
+    pub lease_block: u32,
+}
+
+fn default_lease_block() -> u32 {
+    64
+}
+
+/// One streaming session: RTP flows in, SRTP to one multicast destination,
+/// MIKEY MTK messages to the same address on UDP 2269 (TS 33.246 §6.3.3.2.2).
+/// All flows of a session (e.g. audio and video) share its MTKs, as UEs keep one
+/// MTK state per MSK.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingSession {
+    pub name: String,
+    /// Key Group of the MSK that protects the MTKs (MSK ID bytes 0–1).
+    pub key_group: u16,
+    /// Destination address (multicast group or unicast) of SRTP and MIKEY.
+    pub destination: IpAddr,
+    /// Local address of the egress interface (IPv4) or interface index (IPv6).
+    pub interface: Option<IpAddr>,
+    #[serde(default)]
+    pub interface_index: u32,
+    /// Multicast TTL / hop limit.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// DSCP (0–63) for SRTP and MIKEY packets.
+    #[serde(default)]
+    pub dscp: u8,
+    #[serde(default)]
+    pub mtk: MtkSettings,
+    #[serde(rename = "flow")]
+    pub flows: Vec<Flow>,
+}
+
+fn default_ttl() -> u32 {
+    16
+}
+
+/// One RTP flow of a streaming session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// Where the encoder sends RTP: a local `addr:port`, or a multicast
+    /// `group:port` to join.
+    pub ingest: SocketAddr,
+    /// Source address for source-specific multicast ingest.
+    pub ingest_source: Option<IpAddr>,
+    /// Local interface address for multicast ingest (IPv4).
+    pub ingest_interface: Option<IpAddr>,
+    /// Egress UDP port at the session's destination.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtkSettings {
+    #[serde(default = "d_period", deserialize_with = "units::duration")]
+    pub period: Duration,
+    pub max_packets: Option<u64>,
+    #[serde(default = "d_lead", deserialize_with = "units::duration")]
+    pub lead: Duration,
+    #[serde(default = "d_resend", deserialize_with = "units::duration")]
+    pub resend: Duration,
+    #[serde(default = "d_retire", deserialize_with = "units::duration")]
+    pub retire_after: Duration,
+}
+
+fn d_period() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_lead() -> Duration {
+    Duration::from_secs(3)
+}
+fn d_resend() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_retire() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for MtkSettings {
+    fn default() -> Self {
+        Self {
+            period: d_period(),
+            max_packets: None,
+            lead: d_lead(),
+            resend: d_resend(),
+            retire_after: d_retire(),
+        }
+    }
+}
+
+impl MtkSettings {
+    pub fn timing(&self) -> MtkTiming {
+        MtkTiming {
+            period: self.period,
+            max_packets: self.max_packets,
+            lead: self.lead,
+            resend: self.resend,
+            retire_after: self.retire_after,
+            retry: Duration::from_millis(500),
+        }
+    }
+}
+
+fn key_domain_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<KeyDomainId, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_key_domain_id(&text).map_err(serde::de::Error::custom)
+}
+
+pub fn parse_key_domain_id(text: &str) -> Result<KeyDomainId, String> {
+    let bytes = parse_hex(text)?;
+    <[u8; 3]>::try_from(bytes.as_slice())
+        .map(KeyDomainId)
+        .map_err(|_| {
+            format!(
+                "key domain id `{text}` must be 3 bytes (6 hex digits), got {}",
+                bytes.len()
+            )
+        })
+}
+
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{text}` is not an even number of hex digits"));
+    }
+    Ok((0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_default())
+        .collect())
+}
+
+impl GatewayConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses and validates; errors name the field (and the line, for syntax and
+    /// unknown keys).
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        ensure!(
+            !self.instance_id.is_empty(),
+            "instance_id: must not be empty"
+        );
+        ensure!(
+            self.bmsc.endpoint.starts_with("http://") || self.bmsc.endpoint.starts_with("https://"),
+            "bmsc.endpoint: `{}` must start with http:// or https://",
+            self.bmsc.endpoint
+        );
+        ensure!(
+            self.bmsc.lease_block > 0,
+            "bmsc.lease_block: must be at least 1"
+        );
+        ensure!(
+            self.bmsc.cert_file.is_some() == self.bmsc.key_file.is_some(),
+            "bmsc: cert_file and key_file go together (mutual TLS)"
+        );
+        let mut names = HashSet::new();
+        let mut groups: BTreeMap<u16, &str> = BTreeMap::new();
+        let mut egress = HashSet::new();
+        let mut ingest = HashSet::new();
+        for (i, s) in self.streaming.iter().enumerate() {
+            let at = format!("streaming[{i}] ({})", s.name);
+            ensure!(!s.name.is_empty(), "streaming[{i}].name: must not be empty");
+            ensure!(
+                names.insert(s.name.as_str()),
+                "{at}.name: duplicate session name"
+            );
+            if let Some(other) = groups.insert(s.key_group, &s.name) {
+                bail!(
+                    "{at}.key_group: {} is also used by session `{other}`; UEs keep one MTK state per MSK, so put both flows in one session",
+                    s.key_group
+                );
+            }
+            ensure!(
+                s.dscp < 64,
+                "{at}.dscp: {} is not a DSCP value (0-63)",
+                s.dscp
+            );
+            ensure!(s.ttl <= 255, "{at}.ttl: {} is over 255", s.ttl);
+            ensure!(
+                !s.destination.is_unspecified(),
+                "{at}.destination: unspecified address"
+            );
+            ensure!(
+                !s.flows.is_empty(),
+                "{at}.flow: a session needs at least one flow"
+            );
+            let m = &s.mtk;
+            ensure!(!m.period.is_zero(), "{at}.mtk.period: must be above 0");
+            ensure!(
+                m.lead < m.period,
+                "{at}.mtk.lead: must be shorter than mtk.period"
+            );
+            ensure!(!m.resend.is_zero(), "{at}.mtk.resend: must be above 0");
+            ensure!(
+                m.max_packets != Some(0),
+                "{at}.mtk.max_packets: must be above 0"
+            );
+            ensure!(
+                egress.insert((s.destination, MIKEY_UDP_PORT)),
+                "{at}.destination: {}:{MIKEY_UDP_PORT} (MIKEY) is used by another session",
+                s.destination
+            );
+            for (j, f) in s.flows.iter().enumerate() {
+                ensure!(f.port != 0, "{at}.flow[{j}].port: must not be 0");
+                ensure!(
+                    f.port != MIKEY_UDP_PORT,
+                    "{at}.flow[{j}].port: {MIKEY_UDP_PORT} is reserved for MIKEY"
+                );
+                ensure!(
+                    egress.insert((s.destination, f.port)),
+                    "{at}.flow[{j}]: duplicate destination {}:{}",
+                    s.destination,
+                    f.port
+                );
+                ensure!(
+                    f.ingest.port() != 0,
+                    "{at}.flow[{j}].ingest: port must not be 0"
+                );
+                ensure!(
+                    ingest.insert(f.ingest),
+                    "{at}.flow[{j}].ingest: {} is used twice",
+                    f.ingest
+                );
+                if f.ingest_source.is_some() {
+                    ensure!(
+                        f.ingest.ip().is_multicast(),
+                        "{at}.flow[{j}].ingest_source: only for a multicast ingest address"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+state_dir = "/tmp/x"
+instance_id = "gw-a"
+[bmsc]
+endpoint = "http://127.0.0.1:50051"
+key_domain_id = "64f000"
+[[streaming]]
+name = "tv"
+key_group = 1
+destination = "239.1.1.1"
+interface = "127.0.0.1"
+mtk = { period = "10s", lead = "2s", resend = "500ms" }
+[[streaming.flow]]
+ingest = "127.0.0.1:5004"
+port = 5004
+"#;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", GatewayConfig::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c = GatewayConfig::parse(GOOD).unwrap();
+        assert_eq!(c.bmsc.key_domain_id, KeyDomainId([0x64, 0xf0, 0]));
+        assert_eq!(c.streaming[0].mtk.period, Duration::from_secs(10));
+        assert_eq!(c.streaming[0].mtk.resend, Duration::from_millis(500));
+        assert_eq!(c.streaming[0].flows[0].port, 5004);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = err(&GOOD.replace("port = 5004", "port = 5004\nprot = 1"));
+        assert!(e.contains("prot") && e.contains("line 16"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_names_field() {
+        let e = err(&GOOD.replace("239.1.1.1", "239.1.1"));
+        assert!(e.contains("destination") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn bad_period_names_the_value() {
+        let e = err(&GOOD.replace("\"10s\"", "\"10\""));
+        assert!(e.contains("no unit") && e.contains("period"), "{e}");
+        let e = err(&GOOD.replace("lead = \"2s\"", "lead = \"20s\""));
+        assert!(e.contains("mtk.lead"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_destination_and_key_group_are_rejected() {
+        let two_flows =
+            GOOD.to_string() + "[[streaming.flow]]\ningest = \"127.0.0.1:5006\"\nport = 5004\n";
+        let e = err(&two_flows);
+        assert!(e.contains("duplicate destination 239.1.1.1:5004"), "{e}");
+        let second = GOOD.to_string()
+            + "[[streaming]]\nname = \"radio\"\nkey_group = 1\ndestination = \"239.1.1.2\"\n[[streaming.flow]]\ningest = \"127.0.0.1:5008\"\nport = 5004\n";
+        let e = err(&second);
+        assert!(e.contains("key_group") && e.contains("`tv`"), "{e}");
+    }
+
+    #[test]
+    fn bad_key_domain_id() {
+        let e = err(&GOOD.replace("64f000", "64f0"));
+        assert!(e.contains("3 bytes"), "{e}");
+    }
+}
