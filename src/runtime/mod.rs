@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod journal;
+pub mod udp;
 pub mod units;
