@@ -2,6 +2,7 @@
 //! connection, the key journal, configuration.
 
 pub mod config;
+pub mod egress;
 pub mod journal;
 pub mod udp;
 pub mod units;

@@ -1,0 +1,251 @@
+//! The egress sender: one dedicated OS thread per egress socket, fed by a
+//! bounded queue of datagram batches (design §4). Producers (streaming ingest
+//! threads, the MTK key manager, FLUTE senders) never touch the socket; the
+//! thread sends each batch with one GSO system call and hands the buffer back for
+//! reuse, so the steady state allocates nothing.
+
+use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+/// What a batch carries, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EgressKind {
+    Srtp,
+    Srtcp,
+    Mikey,
+    Alc,
+}
+
+/// Equal-size datagrams to one destination (the last may be shorter).
+#[derive(Debug)]
+pub struct Batch {
+    pub dest: SocketAddr,
+    pub kind: EgressKind,
+    pub segment: usize,
+    pub buf: Vec<u8>,
+}
+
+impl Batch {
+    pub fn datagrams(&self) -> usize {
+        self.buf.len().div_ceil(self.segment.max(1))
+    }
+}
+
+/// Counters of one egress thread.
+#[derive(Debug, Default)]
+pub struct EgressStats {
+    pub packets: [AtomicU64; 4],
+    pub bytes: [AtomicU64; 4],
+    pub send_errors: AtomicU64,
+    pub queue_full: AtomicU64,
+}
+
+impl EgressStats {
+    pub fn packets(&self, kind: EgressKind) -> u64 {
+        self.packets[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self, kind: EgressKind) -> u64 {
+        self.bytes[kind as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// The producer side; cheap to clone.
+#[derive(Clone)]
+pub struct Egress {
+    tx: SyncSender<Batch>,
+    pool: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    stats: Arc<EgressStats>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Egress {
+    /// Starts the sender thread for `socket` with a queue of `capacity` batches.
+    pub fn spawn(
+        name: &str,
+        socket: UdpSocket,
+        capacity: usize,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (tx, rx) = sync_channel(capacity);
+        let egress = Self {
+            tx,
+            pool: Default::default(),
+            stats: Default::default(),
+            alive: Arc::new(AtomicBool::new(true)),
+        };
+        let worker = egress.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("egress-{name}"))
+            .spawn(move || worker.run(socket, rx))?;
+        Ok((egress, handle))
+    }
+
+    pub fn stats(&self) -> &Arc<EgressStats> {
+        &self.stats
+    }
+
+    /// False once the thread has stopped (every producer dropped, or it failed).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// An empty buffer, reused from sent batches when one is free.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Vec::with_capacity(GSO_MAX_BYTES))
+    }
+
+    /// Queues a batch, waiting while the queue is full (back-pressure on the
+    /// producer). Returns false when the thread is gone.
+    pub fn send(&self, batch: Batch) -> bool {
+        debug_assert!(batch.datagrams() <= GSO_MAX_SEGMENTS);
+        match self.tx.try_send(batch) {
+            Ok(()) => true,
+            Err(TrySendError::Full(batch)) => {
+                self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                self.tx.send(batch).is_ok()
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Queues one datagram.
+    pub fn send_one(&self, dest: SocketAddr, kind: EgressKind, bytes: &[u8]) -> bool {
+        let mut buf = self.buffer();
+        buf.extend_from_slice(bytes);
+        self.send(Batch {
+            dest,
+            kind,
+            segment: bytes.len().max(1),
+            buf,
+        })
+    }
+
+    fn run(self, socket: UdpSocket, rx: Receiver<Batch>) {
+        let mut gso = true;
+        while let Ok(mut batch) = rx.recv() {
+            let kind = batch.kind as usize;
+            match send_segments(&socket, batch.dest, &batch.buf, batch.segment, &mut gso) {
+                Ok(()) => {
+                    self.stats.packets[kind].fetch_add(batch.datagrams() as u64, Ordering::Relaxed);
+                    self.stats.bytes[kind].fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(dest = %batch.dest, error = %e, "send failed");
+                }
+            }
+            batch.buf.clear();
+            if let Ok(mut pool) = self.pool.lock()
+                && pool.len() < 256
+            {
+                pool.push(batch.buf);
+            }
+        }
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Packs datagrams into GSO batches: consecutive datagrams of the same size to
+/// the same destination share one batch, up to the GSO limits.
+pub struct Batcher {
+    egress: Egress,
+    current: Option<Batch>,
+}
+
+impl Batcher {
+    pub fn new(egress: Egress) -> Self {
+        Self {
+            egress,
+            current: None,
+        }
+    }
+
+    /// Appends one datagram, flushing the open batch first when the datagram
+    /// cannot join it.
+    pub fn push(&mut self, dest: SocketAddr, kind: EgressKind, datagram: &[u8]) {
+        let fits = self.current.as_ref().is_some_and(|b| {
+            b.dest == dest
+                && b.kind == kind
+                && b.segment == datagram.len()
+                && b.buf.len() % b.segment == 0
+                && b.datagrams() < GSO_MAX_SEGMENTS
+                && b.buf.len() + datagram.len() <= GSO_MAX_BYTES
+        });
+        if !fits {
+            self.flush();
+            self.current = Some(Batch {
+                dest,
+                kind,
+                segment: datagram.len().max(1),
+                buf: self.egress.buffer(),
+            });
+        }
+        if let Some(b) = self.current.as_mut() {
+            b.buf.extend_from_slice(datagram);
+        }
+    }
+
+    /// Hands the open batch to the sender thread.
+    pub fn flush(&mut self) -> bool {
+        match self.current.take() {
+            Some(batch) if !batch.buf.is_empty() => self.egress.send(batch),
+            _ => true,
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::udp::{EgressOptions, egress_socket};
+
+    #[test]
+    fn batches_of_mixed_sizes_arrive_in_order() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let opts = EgressOptions {
+            interface: Some("127.0.0.1".parse().unwrap()),
+            interface_index: 0,
+            ttl: 1,
+            dscp: 0,
+        };
+        let (egress, thread) =
+            Egress::spawn("test", egress_socket(false, &opts).unwrap(), 4).unwrap();
+        let dest = rx.local_addr().unwrap();
+        let sizes = [100usize, 100, 100, 60, 100, 100, 1200, 1200];
+        {
+            let mut batcher = Batcher::new(egress.clone());
+            for (i, size) in sizes.iter().enumerate() {
+                batcher.push(dest, EgressKind::Srtp, &vec![i as u8; *size]);
+            }
+        }
+        let mut buf = [0u8; 2048];
+        for (i, size) in sizes.iter().enumerate() {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &vec![i as u8; *size][..], "datagram {i}");
+        }
+        let stats = egress.stats().clone();
+        drop(egress);
+        thread.join().unwrap();
+        assert_eq!(stats.packets(EgressKind::Srtp), sizes.len() as u64);
+        assert_eq!(
+            stats.bytes(EgressKind::Srtp),
+            sizes.iter().sum::<usize>() as u64
+        );
+    }
+}
