@@ -5,3 +5,4 @@
 pub mod codec;
 pub mod keys;
 pub mod profile;
+pub mod srtp;
