@@ -7,3 +7,4 @@ pub mod keys;
 pub mod mtk_schedule;
 pub mod profile;
 pub mod reservation;
+pub mod srtp;

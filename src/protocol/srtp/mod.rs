@@ -1,0 +1,162 @@
+//! SRTP and SRTCP (RFC 3711) for MBMS streaming sessions (design §2, wire
+//! reference §4): AES-CM-128 with HMAC-SHA1-80 or -32, key derivation rate 0,
+//! and master keys selected by the MKI carried on every packet.
+//!
+//! [`SrtpSender`] protects the encoder's RTP (and the gateway's RTCP SR) in place;
+//! [`SrtpReceiver`] does what a UE does. Both hold a small ring of master keys
+//! (MTKs), each named by its MKI, so an MTK switch is: add the next key, switch the
+//! active MKI, retire the old key once nothing uses it any more.
+//!
+//! The packet index is kept per SSRC, independent of the master key, so it runs
+//! on across MTK switches, and the sender refuses ever to protect the same
+//! (SSRC, index) twice (design §3 "never repeats (MTK, SSRC, packet index)").
+
+mod crypto;
+mod index;
+mod kdf;
+mod keyring;
+mod receiver;
+mod rtp;
+mod sender;
+mod srtcp;
+mod streams;
+
+pub use keyring::MkiBytes;
+pub use receiver::SrtpReceiver;
+pub use rtp::{RtcpHeader, RtpExtension, RtpHeader};
+pub use sender::SrtpSender;
+
+use crate::protocol::codec::DecodeError;
+use crate::protocol::profile;
+use thiserror::Error;
+
+/// Longest MKI a context accepts (the MBMS profile uses [`profile::srtp::MKI_LEN`]).
+pub const MAX_MKI_LEN: usize = 16;
+/// Master keys a context holds at once: previous, current and next MTK, plus one
+/// spare so an early next-but-one MTK message does not force an eviction.
+pub const MAX_MASTER_KEYS: usize = 4;
+/// Replay / reuse window in packets (RFC 3711 §3.3.2 asks for at least 64).
+pub const REPLAY_WINDOW: u64 = 128;
+
+/// The HMAC-SHA1 tag length of SRTP packets (RFC 3711 §5.2; RFC 4568 §6.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthTag {
+    /// `AES_CM_128_HMAC_SHA1_80`: 10-byte tag.
+    HmacSha1_80,
+    /// `AES_CM_128_HMAC_SHA1_32`: 4-byte tag on SRTP; SRTCP keeps 80 bits.
+    HmacSha1_32,
+}
+
+impl AuthTag {
+    pub const fn size(self) -> usize {
+        match self {
+            Self::HmacSha1_80 => 10,
+            Self::HmacSha1_32 => 4,
+        }
+    }
+}
+
+/// SRTCP always carries an 80-bit tag, also with the `_32` suite (RFC 4568 §6.2.1).
+pub(crate) const SRTCP_TAG: AuthTag = AuthTag::HmacSha1_80;
+
+/// What both ends of a session agree on out of band (SDP / the wire profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrtpConfig {
+    /// Tag length on SRTP packets.
+    pub tag: AuthTag,
+    /// MKI length in bytes on every packet, 0..=[`MAX_MKI_LEN`]. With 0 the
+    /// context can hold only one master key: there is nothing to select by.
+    pub mki_len: usize,
+    /// Most SSRCs tracked at once; state for all of them is allocated up front so
+    /// the packet path never allocates and hostile input cannot grow memory.
+    pub max_streams: usize,
+}
+
+impl SrtpConfig {
+    /// The project's MBMS profile (design §2): HMAC-SHA1-80, 6-byte MKI.
+    pub const fn mbms() -> Self {
+        Self {
+            tag: match profile::srtp::AUTH_TAG_LEN {
+                4 => AuthTag::HmacSha1_32,
+                _ => AuthTag::HmacSha1_80,
+            },
+            mki_len: profile::srtp::MKI_LEN,
+            max_streams: 16,
+        }
+    }
+
+    /// Bytes appended to an RTP packet by protection: MKI and tag.
+    pub const fn rtp_overhead(&self) -> usize {
+        self.mki_len + self.tag.size()
+    }
+
+    /// Bytes appended to an RTCP packet: E ‖ SRTCP index, MKI and tag.
+    pub const fn rtcp_overhead(&self) -> usize {
+        4 + self.mki_len + SRTCP_TAG.size()
+    }
+
+    fn validate(&self) -> Result<(), SrtpError> {
+        if self.mki_len > MAX_MKI_LEN {
+            return Err(SrtpError::MkiTooLong {
+                len: self.mki_len,
+                max: MAX_MKI_LEN,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a packet or a key operation was refused. Nothing here carries key bytes;
+/// MKIs are public (they travel in clear on every packet) and are shown in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SrtpError {
+    #[error("malformed RTP packet: {0}")]
+    MalformedRtp(DecodeError),
+    #[error("malformed RTCP packet: {0}")]
+    MalformedRtcp(DecodeError),
+    #[error("packet of {len} bytes is shorter than its header, MKI and tag ({needed} bytes)")]
+    PacketTooShort { len: usize, needed: usize },
+    #[error("buffer of {available} bytes has no room for the protected packet ({needed} bytes)")]
+    BufferTooSmall { needed: usize, available: usize },
+    #[error("MKI of {len} bytes is longer than the supported {max}")]
+    MkiTooLong { len: usize, max: usize },
+    #[error("MKI {mki} has {len} bytes, the session uses {expected}")]
+    MkiLength {
+        mki: keyring::MkiBytes,
+        len: usize,
+        expected: usize,
+    },
+    #[error("a master key with MKI {0} is already installed")]
+    DuplicateMki(keyring::MkiBytes),
+    #[error("no master key with MKI {0}")]
+    UnknownMki(keyring::MkiBytes),
+    #[error("all {capacity} master key slots are in use; retire an old key first")]
+    KeyRingFull { capacity: usize },
+    #[error("master key with MKI {0} is the active sending key and cannot be removed")]
+    ActiveKeyRemoval(keyring::MkiBytes),
+    #[error("no active master key selected for sending")]
+    NoActiveKey,
+    #[error(
+        "SSRC {ssrc:#010x}: packet index {index} was already protected; refusing to reuse the keystream"
+    )]
+    IndexReused { ssrc: u32, index: u64 },
+    #[error(
+        "SSRC {ssrc:#010x}: packet index {index} is behind the window (highest {highest}); refusing to protect it"
+    )]
+    IndexBehindWindow { ssrc: u32, index: u64, highest: u64 },
+    #[error("SSRC {ssrc:#010x}: packet index space exhausted under one session")]
+    IndexExhausted { ssrc: u32 },
+    #[error("SSRC {ssrc:#010x}: packet index {index} replayed")]
+    Replayed { ssrc: u32, index: u64 },
+    #[error(
+        "SSRC {ssrc:#010x}: packet index {index} is older than the replay window (highest {highest})"
+    )]
+    TooOld { ssrc: u32, index: u64, highest: u64 },
+    #[error("SSRC {ssrc:#010x}: authentication tag mismatch")]
+    AuthenticationFailed { ssrc: u32 },
+    #[error("already tracking {capacity} SSRCs; no room for SSRC {ssrc:#010x}")]
+    TooManyStreams { ssrc: u32, capacity: usize },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! SRTP/SRTCP interoperability with libsrtp (Debian `libsrtp2-dev`), an
+//! independent RFC 3711 implementation: a 6-byte MKI, two master keys with an
+//! MKI switch mid-stream and a ROC rollover, in both directions. The libsrtp
+//! side is `tests/interop/srtp_peer.c`, compiled here with `cc`.
+
+use mbms_gateway::protocol::codec::Codec;
+use mbms_gateway::protocol::keys::{Mki, MskId, Mtk, MtkId, MtkKey, MtkSalt};
+use mbms_gateway::protocol::srtp::{
+    RtcpHeader, RtpExtension, RtpHeader, SrtpConfig, SrtpReceiver, SrtpSender,
+};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const PACKETS: usize = 240;
+/// The first SEQ: the ROC rolls over after 100 packets.
+const FIRST_SEQ: u16 = 65436;
+/// Packets protected under the first master key before the switch.
+const SWITCH_AT: usize = 120;
+const SSRC: u32 = 0x4d42_4d53;
+
+/// Builds the libsrtp peer once per test binary.
+fn peer() -> &'static PathBuf {
+    static PEER: OnceLock<PathBuf> = OnceLock::new();
+    PEER.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libsrtp_interop");
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join(format!("srtp_peer-{}", std::process::id()));
+        let flags = Command::new("pkg-config")
+            .args(["--cflags", "--libs", "libsrtp2"])
+            .output()
+            .expect("pkg-config runs (scripts/test installs pkg-config and libsrtp2-dev)");
+        assert!(flags.status.success(), "libsrtp2 is not installed");
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/srtp_peer.c");
+        let status = Command::new("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", source, "-o"])
+            .arg(&exe)
+            .args(String::from_utf8(flags.stdout).unwrap().split_whitespace())
+            .status()
+            .expect("cc runs");
+        assert!(status.success(), "compiling {source} failed");
+        exe
+    })
+}
+
+/// One master key: MKI and MTK.
+type MasterKey = ([u8; 6], Mtk);
+
+fn master_keys() -> [MasterKey; 2] {
+    let key = |mtk_id: u16, seed: u8| {
+        let mki = Mki {
+            msk_id: MskId::new(0x00a1, 0x0002),
+            mtk_id: MtkId(mtk_id),
+        };
+        let mtk = Mtk {
+            key: MtkKey::new(std::array::from_fn(|i| {
+                seed.wrapping_mul(31).wrapping_add(i as u8)
+            })),
+            salt: MtkSalt::new(std::array::from_fn(|i| seed ^ (i as u8 * 7))),
+        };
+        (mki.to_bytes(), mtk)
+    };
+    [key(0x0100, 1), key(0x0101, 2)]
+}
+
+/// Runs the libsrtp peer over `records`; returns (status, packet) per record.
+fn run_peer(mode: &str, keys: &[MasterKey], records: &[(u8, Vec<u8>)]) -> Vec<(i32, Vec<u8>)> {
+    let mut input = Vec::new();
+    for (key_number, packet) in records {
+        input.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+        if mode.starts_with("protect") {
+            input.push(*key_number);
+        }
+        input.extend_from_slice(packet);
+    }
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let exe = peer();
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let input_path = exe.with_file_name(format!("{mode}-{}-{run}.bin", std::process::id()));
+    std::fs::write(&input_path, &input).unwrap();
+    let mut command = Command::new(exe);
+    command.arg(mode);
+    for (mki, mtk) in keys {
+        let mut master = mtk.key.expose().to_vec();
+        master.extend_from_slice(mtk.salt.expose());
+        command.arg(hex::encode(mki)).arg(hex::encode(master));
+    }
+    let output = command
+        .stdin(Stdio::from(std::fs::File::open(&input_path).unwrap()))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&input_path).unwrap();
+    assert!(
+        output.status.success(),
+        "srtp_peer {mode}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut out = output.stdout.as_slice();
+    let mut results = Vec::new();
+    while !out.is_empty() {
+        let status = i32::from_be_bytes(out[..4].try_into().unwrap());
+        let len = u32::from_be_bytes(out[4..8].try_into().unwrap()) as usize;
+        results.push((status, out[8..8 + len].to_vec()));
+        out = &out[8 + len..];
+    }
+    assert_eq!(results.len(), records.len());
+    results
+}
+
+/// The encoder's RTP: varied payload sizes, CSRCs, header extensions and
+/// padding, so both sides must agree on where the payload starts.
+fn rtp_stream() -> Vec<Vec<u8>> {
+    let csrcs = [0x11u8; 8];
+    let extension = [0xbe, 0xde, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06];
+    (0..PACKETS)
+        .map(|i| {
+            let header = RtpHeader {
+                padding: i % 7 == 3,
+                marker: i % 10 == 0,
+                payload_type: 96,
+                sequence_number: FIRST_SEQ.wrapping_add(i as u16),
+                timestamp: 90_000 + i as u32 * 3003,
+                ssrc: SSRC,
+                csrcs: if i % 5 == 1 { &csrcs } else { &[] },
+                extension: (i % 4 == 2).then_some(RtpExtension {
+                    profile: 0xbede,
+                    data: &extension,
+                }),
+            };
+            let mut packet = header.to_vec();
+            let payload_len = [0, 1, 17, 160, 1316][i % 5] + i;
+            packet.extend((0..payload_len).map(|b| (b * 13 + i) as u8));
+            if header.padding {
+                packet.extend_from_slice(&[0, 0, 3]);
+            }
+            packet
+        })
+        .collect()
+}
+
+fn key_number(i: usize) -> u8 {
+    u8::from(i >= SWITCH_AT)
+}
+
+fn our_sender(keys: &[MasterKey]) -> SrtpSender {
+    let mut tx = SrtpSender::new(SrtpConfig::mbms()).unwrap();
+    tx.add_master_key(&keys[0].0, &keys[0].1).unwrap();
+    tx.set_active_key(&keys[0].0).unwrap();
+    tx
+}
+
+fn our_receiver(keys: &[MasterKey]) -> SrtpReceiver {
+    let mut rx = SrtpReceiver::new(SrtpConfig::mbms()).unwrap();
+    for (mki, mtk) in keys {
+        rx.add_master_key(mki, mtk).unwrap();
+    }
+    rx
+}
+
+/// Protects the stream with our sender, installing and switching to the
+/// second key at [`SWITCH_AT`] and retiring the first.
+fn our_srtp(keys: &[MasterKey], plain: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut tx = our_sender(keys);
+    plain
+        .iter()
+        .enumerate()
+        .map(|(i, packet)| {
+            if i == SWITCH_AT {
+                tx.add_master_key(&keys[1].0, &keys[1].1).unwrap();
+                tx.set_active_key(&keys[1].0).unwrap();
+                tx.remove_master_key(&keys[0].0).unwrap();
+            }
+            let mut buf = packet.clone();
+            buf.resize(packet.len() + tx.config().rtp_overhead(), 0);
+            let len = tx.protect(&mut buf, packet.len()).unwrap();
+            buf.truncate(len);
+            buf
+        })
+        .collect()
+}
+
+#[test]
+fn libsrtp_unprotects_our_srtp_across_key_switch_and_rollover() {
+    let keys = master_keys();
+    let plain = rtp_stream();
+    let protected = our_srtp(&keys, &plain);
+    assert_eq!(
+        &protected[SWITCH_AT - 1][protected[SWITCH_AT - 1].len() - 16..][..6],
+        &keys[0].0
+    );
+    assert_eq!(
+        &protected[SWITCH_AT][protected[SWITCH_AT].len() - 16..][..6],
+        &keys[1].0
+    );
+    let records: Vec<_> = protected.into_iter().map(|p| (0, p)).collect();
+    let results = run_peer("unprotect", &keys, &records);
+    for (i, ((status, out), original)) in results.iter().zip(&plain).enumerate() {
+        assert_eq!(*status, 0, "libsrtp refused packet {i}");
+        assert_eq!(out, original, "packet {i} differs after libsrtp unprotect");
+    }
+}
+
+#[test]
+fn we_unprotect_libsrtp_srtp_and_produce_identical_bytes() {
+    let keys = master_keys();
+    let plain = rtp_stream();
+    let records: Vec<_> = plain
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (key_number(i), p.clone()))
+        .collect();
+    let theirs = run_peer("protect", &keys, &records);
+    let ours = our_srtp(&keys, &plain);
+    let mut rx = our_receiver(&keys);
+    for (i, ((status, packet), original)) in theirs.into_iter().zip(&plain).enumerate() {
+        assert_eq!(status, 0, "libsrtp could not protect packet {i}");
+        assert_eq!(
+            packet, ours[i],
+            "packet {i}: our SRTP differs from libsrtp's"
+        );
+        let mut buf = packet;
+        let len = rx
+            .unprotect(&mut buf)
+            .unwrap_or_else(|e| panic!("packet {i}: {e}"));
+        assert_eq!(&buf[..len], &original[..], "packet {i}");
+    }
+    assert_eq!(
+        rx.highest_index(SSRC),
+        Some(0x1_0000 + u64::from(FIRST_SEQ.wrapping_add(PACKETS as u16 - 1)))
+    );
+}
+
+/// A key libsrtp does not hold: its unknown-MKI refusal (status 25).
+#[test]
+fn libsrtp_refuses_unknown_mki() {
+    let keys = master_keys();
+    let plain = rtp_stream();
+    let protected = our_srtp(&keys, &plain[..SWITCH_AT + 1]);
+    let records = [(0, protected[SWITCH_AT].clone())];
+    let results = run_peer("unprotect", &keys[..1], &records);
+    assert_eq!(results[0].0, 25, "srtp_err_status_bad_mki");
+}
+
+fn rtcp_stream() -> Vec<Vec<u8>> {
+    (0..40u8)
+        .map(|i| {
+            let words = 6 + u16::from(i % 3);
+            let mut packet = RtcpHeader {
+                padding: false,
+                count: 0,
+                packet_type: 200,
+                length: words,
+                ssrc: SSRC,
+            }
+            .to_vec();
+            packet.extend((0..usize::from(words) * 4 - 4).map(|b| b as u8 ^ i));
+            packet
+        })
+        .collect()
+}
+
+#[test]
+fn srtcp_interoperates_both_ways() {
+    let keys = master_keys();
+    let plain = rtcp_stream();
+    let switch = plain.len() / 2;
+
+    // Ours → libsrtp.
+    let mut tx = our_sender(&keys);
+    tx.add_master_key(&keys[1].0, &keys[1].1).unwrap();
+    let records: Vec<_> = plain
+        .iter()
+        .enumerate()
+        .map(|(i, packet)| {
+            if i == switch {
+                tx.set_active_key(&keys[1].0).unwrap();
+            }
+            let mut buf = packet.clone();
+            buf.resize(packet.len() + tx.config().rtcp_overhead(), 0);
+            let len = tx.protect_rtcp(&mut buf, packet.len()).unwrap();
+            buf.truncate(len);
+            (0, buf)
+        })
+        .collect();
+    for (i, ((status, out), original)) in run_peer("unprotect-rtcp", &keys, &records)
+        .iter()
+        .zip(&plain)
+        .enumerate()
+    {
+        assert_eq!(*status, 0, "libsrtp refused SRTCP packet {i}");
+        assert_eq!(out, original, "SRTCP packet {i}");
+    }
+
+    // libsrtp → ours.
+    let records: Vec<_> = plain
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (u8::from(i >= switch), p.clone()))
+        .collect();
+    let mut rx = our_receiver(&keys);
+    for (i, ((status, packet), original)) in run_peer("protect-rtcp", &keys, &records)
+        .into_iter()
+        .zip(&plain)
+        .enumerate()
+    {
+        assert_eq!(status, 0, "libsrtp could not protect SRTCP packet {i}");
+        let mut buf = packet;
+        let len = rx
+            .unprotect_rtcp(&mut buf)
+            .unwrap_or_else(|e| panic!("SRTCP packet {i}: {e}"));
+        assert_eq!(&buf[..len], &original[..], "SRTCP packet {i}");
+    }
+}
