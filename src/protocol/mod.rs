@@ -4,4 +4,5 @@
 
 pub mod codec;
 pub mod keys;
+pub mod mikey;
 pub mod profile;
