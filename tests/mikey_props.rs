@@ -166,6 +166,8 @@ proptest! {
         let _ = peek_msk_message(&input);
         let _ = open_mtk_message(&Msk::new([0; 16]), &mut MtkReceptionState::default(), &input);
         let _ = open_msk_message(&Muk::new([0; 32]), &mut MukReceptionState::default(), &input);
+        let _ = build_msk_ack(&Muk::new([0; 32]), &input, 1, &mut Vec::new());
+        let _ = verify_msk_ack(&Muk::new([0; 32]), &input, &input);
     }
 
     /// Random bytes behind a valid-looking header reach the payload walkers.

@@ -117,20 +117,31 @@ impl EnvelopeKeys {
 
     /// HMAC-SHA-1-160 over `covered` (RFC 3830 §4.2.4).
     pub fn mac(&self, covered: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = self.keyed_mac();
-        mac.update(covered);
-        mac.finalize().into_bytes().into()
+        self.mac_parts(&[covered])
     }
 
     /// Constant-time check of a received MAC.
     pub fn verify_mac(&self, covered: &[u8], received: &[u8]) -> bool {
-        let mut mac = self.keyed_mac();
-        mac.update(covered);
-        mac.verify_slice(received).is_ok()
+        self.verify_mac_parts(&[covered], received)
     }
 
-    fn keyed_mac(&self) -> HmacSha1 {
-        HmacSha1::new_from_slice(self.auth.expose()).expect("HMAC takes a key of any length")
+    /// HMAC-SHA-1-160 over the concatenation of `parts`.
+    pub fn mac_parts(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
+        self.keyed_mac(parts).finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of a MAC over the concatenation of `parts`.
+    pub fn verify_mac_parts(&self, parts: &[&[u8]], received: &[u8]) -> bool {
+        self.keyed_mac(parts).verify_slice(received).is_ok()
+    }
+
+    fn keyed_mac(&self, parts: &[&[u8]]) -> HmacSha1 {
+        let mut mac =
+            HmacSha1::new_from_slice(self.auth.expose()).expect("HMAC takes a key of any length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac
     }
 }
 

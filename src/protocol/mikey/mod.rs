@@ -13,6 +13,7 @@
 //! [`message`] layer. Wire choices that TS 33.246 leaves open come from
 //! [`profile::mikey`](crate::protocol::profile::mikey).
 
+pub mod ack;
 pub mod envelope;
 pub mod ext;
 pub mod hdr;
@@ -30,6 +31,7 @@ pub mod serial;
 pub mod timestamp;
 pub mod verification;
 
+pub use ack::{build_msk_ack, verify_msk_ack};
 pub use ext::{GeneralExtension, KeyIds};
 pub use hdr::{CsIdMap, Hdr, SrtpCs, SrtpIdMap};
 pub use id::Id;

@@ -148,17 +148,7 @@ impl<'a> Sealed<'a> {
 
     /// The T counter; MBMS replay protection needs TS type COUNTER.
     pub fn counter(&self) -> Result<u32, MikeyError> {
-        match self.timestamp {
-            Timestamp::Counter(c) => Ok(c),
-            Timestamp::Ntp(_) => Err(MikeyError::Unsupported {
-                field: "T type",
-                value: 1,
-            }),
-            Timestamp::NtpUtc(_) => Err(MikeyError::Unsupported {
-                field: "T type",
-                value: 0,
-            }),
-        }
+        counter_of(self.timestamp)
     }
 
     /// Verifies the MAC (constant time) under `psk` and decrypts the KEMAC
@@ -189,6 +179,17 @@ impl<'a> Sealed<'a> {
         plain.copy_from_slice(data);
         keys.apply_keystream(self.hdr.csb_id, self.timestamp.iv_value(), plain);
         Ok(plain)
+    }
+}
+
+/// The value of a COUNTER timestamp; other TS types are outside the profile.
+pub(crate) fn counter_of(timestamp: Timestamp) -> Result<u32, MikeyError> {
+    match timestamp {
+        Timestamp::Counter(c) => Ok(c),
+        other => Err(MikeyError::Unsupported {
+            field: "T type",
+            value: other.ts_type().into(),
+        }),
     }
 }
 

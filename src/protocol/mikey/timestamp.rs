@@ -29,6 +29,43 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    pub fn ts_type(self) -> u8 {
+        match self {
+            Self::NtpUtc(_) => ts_type::NTP_UTC,
+            Self::Ntp(_) => ts_type::NTP,
+            Self::Counter(_) => ts_type::COUNTER,
+        }
+    }
+
+    /// The TS value field as sent (8 bytes for NTP, 4 for COUNTER).
+    pub fn value_bytes(self) -> ValueBytes {
+        match self {
+            Self::NtpUtc(t) | Self::Ntp(t) => ValueBytes {
+                buf: t.to_be_bytes(),
+                len: 8,
+            },
+            Self::Counter(c) => ValueBytes {
+                buf: u64::from(c).to_be_bytes(),
+                len: 4,
+            },
+        }
+    }
+}
+
+/// The TS value bytes of a [`Timestamp`], on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueBytes {
+    buf: [u8; 8],
+    len: usize,
+}
+
+impl ValueBytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[8 - self.len..]
+    }
+}
+
 impl<'a> Codec<'a> for Timestamp {
     fn encoded_len(&self) -> usize {
         match self {
@@ -80,6 +117,16 @@ mod tests {
             Timestamp::decode(&[3, 0, 0, 0, 0]),
             Err(DecodeError::unsupported("T type", 3))
         );
+    }
+
+    #[test]
+    fn value_bytes_match_the_wire() {
+        for t in [
+            Timestamp::Counter(0x0102_0304),
+            Timestamp::Ntp(0x0a0b_0c0d_0e0f_1011),
+        ] {
+            assert_eq!(t.value_bytes().as_bytes(), &t.to_vec()[1..]);
+        }
     }
 
     #[test]
