@@ -7,8 +7,9 @@ use mbms_gateway::protocol::mikey::key_data::KeyDataChain;
 use mbms_gateway::protocol::mikey::{
     CsIdMap, GeneralExtension, Hdr, Id, Kemac, KeyData, KeyIds, KeyType, KeyValidity, Message,
     MskMessageContent, MskMessageParams, MtkIdInterval, MtkMessageParams, MtkReceptionState, MukId,
-    MukReceptionState, Payload, Rand, SrtpIdMap, Timestamp, Verification, build_msk_message,
-    build_mtk_message, open_msk_message, open_mtk_message, peek_msk_message, peek_mtk_key_ids,
+    MukReceptionState, Payload, Rand, SrtpIdMap, Timestamp, Verification, build_msk_ack,
+    build_msk_message, build_mtk_message, open_msk_message, open_mtk_message, peek_msk_message,
+    peek_mtk_key_ids, verify_msk_ack,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
