@@ -3,7 +3,7 @@
 //! HMAC-SHA-1-160 (§4.2.4). In MBMS the pre-shared key is the MSK for MTK
 //! messages and the MUK for MSK messages (wire reference §3.2).
 
-use super::prf::prf;
+use super::prf::prf_many;
 use super::rand::Rand;
 use crate::protocol::keys::Secret;
 use aes::Aes128;
@@ -50,11 +50,6 @@ impl EnvelopeLabel {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-
-    /// Replaces the constant, keeping CSB ID and RAND.
-    fn set_constant(&mut self, constant: u32) {
-        self.buf[..4].copy_from_slice(&constant.to_be_bytes());
-    }
 }
 
 /// encr_key, auth_key and salt_key of one message (16/20/14 bytes for
@@ -70,15 +65,20 @@ impl EnvelopeKeys {
     /// Derives the keys from the pre-shared key with the message's CSB ID and
     /// RAND (empty when the message has no RAND).
     pub fn derive(psk: &[u8], csb_id: u32, rand: Rand<'_>) -> Self {
-        let mut label = EnvelopeLabel::new(label_const::ENCR, csb_id, rand);
+        let encr_label = EnvelopeLabel::new(label_const::ENCR, csb_id, rand);
+        let auth_label = EnvelopeLabel::new(label_const::AUTH, csb_id, rand);
+        let salt_label = EnvelopeLabel::new(label_const::SALT, csb_id, rand);
         let mut encr = Secret::new([0; 16]);
         let mut auth = Secret::new([0; 20]);
         let mut salt = Secret::new([0; 14]);
-        prf(psk, label.as_bytes(), encr.expose_mut());
-        label.set_constant(label_const::AUTH);
-        prf(psk, label.as_bytes(), auth.expose_mut());
-        label.set_constant(label_const::SALT);
-        prf(psk, label.as_bytes(), salt.expose_mut());
+        prf_many(
+            psk,
+            &mut [
+                (encr_label.as_bytes(), encr.expose_mut()),
+                (auth_label.as_bytes(), auth.expose_mut()),
+                (salt_label.as_bytes(), salt.expose_mut()),
+            ],
+        );
         Self { encr, auth, salt }
     }
 

@@ -17,19 +17,28 @@ const BLOCK_LEN: usize = 20;
 /// chunk (minisip's `% 32` gets this wrong, wire reference §8a). An empty key
 /// is one empty chunk, which HMAC accepts.
 pub fn prf(inkey: &[u8], label: &[u8], out: &mut [u8]) {
-    out.fill(0);
-    if inkey.is_empty() {
-        xor_p(&[], label, out);
+    prf_many(inkey, &mut [(label, out)]);
+}
+
+/// [`prf`] for several `(label, out)` pairs under one key, keying HMAC once
+/// per chunk instead of once per output.
+pub fn prf_many(inkey: &[u8], outputs: &mut [(&[u8], &mut [u8])]) {
+    for (_, out) in outputs.iter_mut() {
+        out.fill(0);
     }
-    for chunk in inkey.chunks(CHUNK_LEN) {
-        xor_p(chunk, label, out);
+    let empty_key = inkey.is_empty().then_some(&[][..]);
+    for chunk in empty_key.into_iter().chain(inkey.chunks(CHUNK_LEN)) {
+        let keyed = HmacSha1::new_from_slice(chunk).expect("HMAC takes a key of any length");
+        for (label, out) in outputs.iter_mut() {
+            xor_p(&keyed, label, out);
+        }
     }
 }
 
-/// XORs `P(s, label, m)` into `out`, with `m = ceil(out.len() / 20)`:
-/// `A0 = label`, `Ai = HMAC(s, A(i-1))`, block i = `HMAC(s, Ai ‖ label)`.
-fn xor_p(s: &[u8], label: &[u8], out: &mut [u8]) {
-    let keyed = HmacSha1::new_from_slice(s).expect("HMAC takes a key of any length");
+/// XORs `P(s, label, m)` into `out`, with `m = ceil(out.len() / 20)` and
+/// `keyed` = HMAC keyed with s: `A0 = label`, `Ai = HMAC(s, A(i-1))`,
+/// block i = `HMAC(s, Ai ‖ label)`.
+fn xor_p(keyed: &HmacSha1, label: &[u8], out: &mut [u8]) {
     let mut a: [u8; BLOCK_LEN] = [0; BLOCK_LEN];
     for (i, block_out) in out.chunks_mut(BLOCK_LEN).enumerate() {
         let mut mac = keyed.clone();
@@ -53,7 +62,7 @@ mod tests {
 
     fn p(s: &[u8], label: &[u8], len: usize) -> Vec<u8> {
         let mut out = vec![0; len];
-        xor_p(s, label, &mut out);
+        xor_p(&HmacSha1::new_from_slice(s).unwrap(), label, &mut out);
         out
     }
 
@@ -104,6 +113,24 @@ mod tests {
             .map(|(a, b)| a ^ b)
             .collect();
         assert_ne!(out.as_slice(), with_bug.as_slice());
+    }
+
+    #[test]
+    fn many_outputs_equal_single_runs() {
+        let key: Vec<u8> = (0u8..70).collect();
+        let (mut a, mut b) = ([0u8; 16], [0u8; 45]);
+        prf_many(&key, &mut [(b"one", &mut a), (b"two", &mut b)]);
+        let (mut a1, mut b1) = ([0u8; 16], [0u8; 45]);
+        prf(&key, b"one", &mut a1);
+        prf(&key, b"two", &mut b1);
+        assert_eq!((a, b), (a1, b1));
+    }
+
+    #[test]
+    fn empty_key_is_one_empty_chunk() {
+        let mut out = [0u8; 20];
+        prf(&[], b"L", &mut out);
+        assert_eq!(out.as_slice(), p_reference(&[], b"L", 1).as_slice());
     }
 
     #[test]
