@@ -376,6 +376,25 @@ fn message_kinds_are_not_confused() {
 }
 
 #[test]
+fn peek_tells_message_kinds_apart() {
+    use mbms_gateway::protocol::mikey::{PeekedMessage, peek_message};
+    let mtk_bytes = mtk_message(&msk(), 7, 100, &mtk(1));
+    let Ok(PeekedMessage::Mtk(ids)) = peek_message(&mtk_bytes) else {
+        panic!("expected an MTK message");
+    };
+    assert_eq!(
+        (ids.msk_id, ids.mtk_id, ids.counter),
+        (MSK_ID, MtkId(7), 100)
+    );
+    let msk_bytes = msk_message(1, MskMessageContent::SolicitedPull { key_group: 3 });
+    let Ok(PeekedMessage::Msk(info)) = peek_message(&msk_bytes) else {
+        panic!("expected an MSK message");
+    };
+    assert_eq!(info.msk_id, MskId::new(3, 0));
+    assert_eq!(info.muk_id, muk_id());
+}
+
+#[test]
 fn debug_output_never_shows_key_bytes() {
     // 0xA7 is 167 in decimal; neither spelling may appear.
     let msk = Msk::new([0xa7; 16]);

@@ -165,6 +165,7 @@ proptest! {
         let _ = KeyDataChain::new(&input).count();
         let _ = peek_mtk_key_ids(&input);
         let _ = peek_msk_message(&input);
+        let _ = mbms_gateway::protocol::mikey::peek_message(&input);
         let _ = open_mtk_message(&Msk::new([0; 16]), &mut MtkReceptionState::default(), &input);
         let _ = open_msk_message(&Muk::new([0; 32]), &mut MukReceptionState::default(), &input);
         let _ = build_msk_ack(&Muk::new([0; 32]), &input, 1, &mut Vec::new());

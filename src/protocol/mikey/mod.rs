@@ -44,8 +44,8 @@ pub use msk_message::{
 pub use mtk_message::{MtkKeyIds, MtkMessageParams, build_mtk_message, peek_mtk_key_ids};
 pub use rand::Rand;
 pub use reception::{
-    MskUpdate, MtkReceptionState, MukReceptionState, OpenedMskMessage, OpenedMtk, open_msk_message,
-    open_mtk_message,
+    MskUpdate, MtkReceptionState, MukReceptionState, OpenedMskMessage, OpenedMtk, PeekedMessage,
+    open_msk_message, open_mtk_message, peek_message,
 };
 pub use timestamp::Timestamp;
 pub use verification::Verification;

@@ -12,7 +12,6 @@ use super::message::Payload;
 use super::protected::{SealInput, Sealed, seal};
 use super::rand::Rand;
 use super::timestamp::Timestamp;
-use crate::protocol::codec::DecodeError;
 use crate::protocol::keys::{KeyDomainId, Msk, MskId, Muk};
 use crate::protocol::profile::mikey as profile;
 
@@ -152,24 +151,27 @@ pub fn peek_msk_message(bytes: &[u8]) -> Result<MskMessageInfo<'_>, MikeyError> 
 /// Parses an MSK message and checks that EXT marks it as one (no MTK ID).
 pub(crate) fn parse(bytes: &[u8]) -> Result<(Sealed<'_>, MskMessageInfo<'_>), MikeyError> {
     let sealed = Sealed::parse(bytes)?;
-    let ids = sealed.key_ids;
-    if ids.mtk_id.is_some() {
+    let info = info(&sealed)?;
+    Ok((sealed, info))
+}
+
+/// The MSK message identifiers of a parsed message (seed §6.4.6.1 step 1).
+pub(crate) fn info<'a>(sealed: &Sealed<'a>) -> Result<MskMessageInfo<'a>, MikeyError> {
+    if sealed.key_ids.mtk_id.is_some() {
         return Err(MikeyError::WrongMessageKind(
             "EXT has an MTK ID, so this is an MTK message, not an MSK message",
         ));
     }
-    let missing = |what| MikeyError::from(DecodeError::invalid(what, "missing from EXT Key ID"));
-    let info = MskMessageInfo {
-        key_domain_id: ids.key_domain_id.ok_or_else(|| missing("Key Domain ID"))?,
-        msk_id: ids.msk_id.ok_or_else(|| missing("MSK ID"))?,
+    Ok(MskMessageInfo {
+        key_domain_id: sealed.key_domain_id()?,
+        msk_id: sealed.msk_id()?,
         counter: sealed.counter()?,
         muk_id: MukId {
             idi: sealed.idi.ok_or(MikeyError::MissingPayload("IDi"))?,
             idr: sealed.idr.ok_or(MikeyError::MissingPayload("IDr"))?,
         },
         verification_requested: sealed.hdr.verification_requested,
-    };
-    Ok((sealed, info))
+    })
 }
 
 #[cfg(test)]

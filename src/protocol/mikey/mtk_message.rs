@@ -10,7 +10,6 @@ use super::message::Payload;
 use super::protected::{SealInput, Sealed, seal};
 use super::rand::Rand;
 use super::timestamp::Timestamp;
-use crate::protocol::codec::DecodeError;
 use crate::protocol::keys::{KeyDomainId, Msk, MskId, Mtk, MtkId};
 use crate::protocol::profile::mikey as profile;
 
@@ -85,21 +84,24 @@ pub fn peek_mtk_key_ids(bytes: &[u8]) -> Result<MtkKeyIds, MikeyError> {
 /// Parses an MTK message and checks that EXT marks it as one.
 pub(crate) fn parse(bytes: &[u8]) -> Result<(Sealed<'_>, MtkKeyIds), MikeyError> {
     let sealed = Sealed::parse(bytes)?;
-    let ids = sealed.key_ids;
-    let mtk_id = ids.mtk_id.ok_or(MikeyError::WrongMessageKind(
+    let ids = key_ids(&sealed)?;
+    Ok((sealed, ids))
+}
+
+/// The MTK message identifiers of a parsed message (seed §6.4.6.2 step 1).
+pub(crate) fn key_ids(sealed: &Sealed<'_>) -> Result<MtkKeyIds, MikeyError> {
+    let mtk_id = sealed.key_ids.mtk_id.ok_or(MikeyError::WrongMessageKind(
         "EXT has no MTK ID, so this is not an MTK message",
     ))?;
     if sealed.idi.is_some() {
         return Err(MikeyError::UnexpectedPayload("ID"));
     }
-    let missing = |what| MikeyError::from(DecodeError::invalid(what, "missing from EXT Key ID"));
-    let key_ids = MtkKeyIds {
-        key_domain_id: ids.key_domain_id.ok_or_else(|| missing("Key Domain ID"))?,
-        msk_id: ids.msk_id.ok_or_else(|| missing("MSK ID"))?,
+    Ok(MtkKeyIds {
+        key_domain_id: sealed.key_domain_id()?,
+        msk_id: sealed.msk_id()?,
         mtk_id,
         counter: sealed.counter()?,
-    };
-    Ok((sealed, key_ids))
+    })
 }
 
 #[cfg(test)]

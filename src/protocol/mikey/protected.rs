@@ -13,6 +13,7 @@ use super::message::{Payload, PayloadIter, PayloadType};
 use super::rand::Rand;
 use super::timestamp::Timestamp;
 use crate::protocol::codec::{Codec, DecodeError};
+use crate::protocol::keys::{KeyDomainId, MskId};
 use crate::protocol::profile::mikey as profile;
 
 /// Largest KEMAC plaintext an opener accepts: far above one MSK or MTK key
@@ -144,6 +145,16 @@ impl<'a> Sealed<'a> {
             kemac,
             covered: bytes.get(..covered_len).unwrap_or_default(),
         })
+    }
+
+    pub fn key_domain_id(&self) -> Result<KeyDomainId, MikeyError> {
+        let missing = DecodeError::invalid("Key Domain ID", "missing from EXT Key ID");
+        self.key_ids.key_domain_id.ok_or(missing.into())
+    }
+
+    pub fn msk_id(&self) -> Result<MskId, MikeyError> {
+        let missing = DecodeError::invalid("MSK ID", "missing from EXT Key ID");
+        self.key_ids.msk_id.ok_or(missing.into())
     }
 
     /// The T counter; MBMS replay protection needs TS type COUNTER.

@@ -4,9 +4,9 @@
 
 use super::MikeyError;
 use super::key_data::MtkIdInterval;
-use super::msk_message::{self, MSK_KEY_TYPE};
+use super::msk_message::{self, MSK_KEY_TYPE, MskMessageInfo};
 use super::mtk_message::{self, MtkKeyIds};
-use super::protected::{MAX_PLAINTEXT, single_key_data};
+use super::protected::{MAX_PLAINTEXT, Sealed, single_key_data};
 use super::serial::serial_gt;
 use crate::protocol::keys::{KeyDomainId, Msk, MskId, Mtk, MtkId, MtkKey, MtkSalt, Muk};
 use crate::protocol::profile::mikey as profile;
@@ -65,6 +65,26 @@ pub enum MskUpdate {
         key_domain_id: KeyDomainId,
         key_group: u16,
     },
+}
+
+/// What EXT says a received message is, with its identifiers (not yet
+/// authenticated): the first step of both reception procedures (seed
+/// §6.4.6.1, §6.4.6.2, §6.5.3). An MTK ID in EXT makes it an MTK message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekedMessage<'a> {
+    Mtk(MtkKeyIds),
+    Msk(MskMessageInfo<'a>),
+}
+
+/// Tells MTK from MSK messages and reads their identifiers, so the caller can
+/// pick the MSK or MUK to open them with.
+pub fn peek_message(bytes: &[u8]) -> Result<PeekedMessage<'_>, MikeyError> {
+    let sealed = Sealed::parse(bytes)?;
+    if sealed.key_ids.mtk_id.is_some() {
+        mtk_message::key_ids(&sealed).map(PeekedMessage::Mtk)
+    } else {
+        msk_message::info(&sealed).map(PeekedMessage::Msk)
+    }
 }
 
 /// Seed §6.4.6.1 step 2 / §6.4.6.2 step 2: drop a counter that is not after
