@@ -217,3 +217,66 @@ impl<'a> Codec<'a> for Message<'a> {
         Ok(Self { hdr, payloads })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::mikey::hdr::CsIdMap;
+
+    fn hdr(next_payload: u8) -> Hdr<'static> {
+        Hdr {
+            data_type: 0,
+            next_payload,
+            verification_requested: false,
+            prf_func: 0,
+            csb_id: 1,
+            cs_id_map: CsIdMap::Empty { num_cs: 0 },
+        }
+    }
+
+    #[test]
+    fn chain_bytes_name_the_following_payload() {
+        let msg = Message {
+            hdr: hdr(0),
+            payloads: vec![
+                Payload::Timestamp(Timestamp::Counter(9)),
+                Payload::Rand(Rand::new(&[7]).unwrap()),
+            ],
+        };
+        let bytes = msg.to_vec();
+        // HDR next = T(5); T's next = RAND(11); RAND's next = last(0).
+        assert_eq!(bytes[2], 5);
+        assert_eq!(&bytes[10..], &[11, 2, 0, 0, 0, 9, 0, 1, 7]);
+        let (_, iter) = PayloadIter::start(&bytes).unwrap();
+        let offsets: Vec<_> = iter.map(|p| p.unwrap().offset).collect();
+        assert_eq!(offsets, [10, 16]);
+    }
+
+    #[test]
+    fn unknown_and_unused_payload_types_are_rejected() {
+        for code in [PayloadType::Sp as u8, PayloadType::KeyData as u8, 13, 0xff] {
+            let mut bytes = hdr(code).to_vec();
+            bytes.extend_from_slice(&[0, 0, 0, 0]);
+            assert_eq!(
+                Message::decode(&bytes),
+                Err(DecodeError::unsupported("next payload", code.into()))
+            );
+            let (_, mut iter) = PayloadIter::start(&bytes).unwrap();
+            assert!(iter.next().unwrap().is_err());
+            assert!(iter.next().is_none(), "the walk stops after an error");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_last_payload() {
+        let mut bytes = hdr(0).to_vec();
+        bytes.push(0);
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError::Trailing {
+                what: std::any::type_name::<Message>(),
+                extra: 1
+            })
+        );
+    }
+}
