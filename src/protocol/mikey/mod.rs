@@ -6,7 +6,11 @@
 //!   gateway ([`build_mtk_message`]), opened by a UE ([`open_mtk_message`]).
 //! - MSK messages (`HDR, EXT, T, IDi, IDr, RAND, KEMAC` under a MUK): built by
 //!   the reference BM-SC ([`build_msk_message`]), opened by a UE
-//!   ([`open_msk_message`]).
+//!   ([`open_msk_message`]), and acknowledged with a verification message
+//!   when the V bit asks for it ([`build_msk_ack`], [`verify_msk_ack`]).
+//!
+//! [`peek_message`] reads what EXT says a message is, and its key identifiers,
+//! before any key is chosen.
 //!
 //! Every payload implements [`Codec`](crate::protocol::codec::Codec) for its
 //! body; the next-payload bytes that chain payloads together belong to the

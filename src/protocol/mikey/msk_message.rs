@@ -19,6 +19,8 @@ pub(crate) const MSK_KEY_TYPE: KeyType = KeyType::from_profile(profile::MSK_KEY_
 // MSK key data carries the MTK-ID interval and no salt; a profile change that
 // breaks this must not compile.
 const _: () = assert!(!MSK_KEY_TYPE.has_salt() && profile::MSK_KEY_VALIDITY == kv::INTERVAL);
+// A validity-only message sends an empty key (see the profile constant).
+const _: () = assert!(profile::MSK_VALIDITY_ONLY_KEY_LEN == 0);
 
 /// The MUK identity of an MSK message: IDi and IDr (seed §6.4.6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
