@@ -281,9 +281,16 @@ fn msk_message_replay_is_per_muk() {
             Err(MikeyError::Replayed { counter, last: 10 })
         );
     }
-    // Another MUK keeps its own counter.
-    let mut other_muk = MukReceptionState::default();
-    open_msk_message(&muk(), &mut other_muk, &first).unwrap();
+    assert_eq!(
+        state.last_counter,
+        Some(10),
+        "rejections leave the counter alone"
+    );
+    open_msk_message(&muk(), &mut state, &msk_message(11, content)).unwrap();
+    assert_eq!(state.last_counter, Some(11));
+    // The counter belongs to the MUK's state, not to the MSK ID: a fresh MUK
+    // state (another MUK) accepts the same counter value.
+    assert!(open_msk_message(&muk(), &mut MukReceptionState::default(), &first).is_ok());
 }
 
 #[test]
