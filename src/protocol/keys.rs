@@ -27,6 +27,12 @@ impl<const N: usize> Secret<N> {
     pub fn expose(&self) -> &[u8; N] {
         &self.0
     }
+
+    /// Mutable access, so a key can be derived in place without a copy that
+    /// would escape zeroization.
+    pub fn expose_mut(&mut self) -> &mut [u8; N] {
+        &mut self.0
+    }
 }
 
 impl<const N: usize> fmt::Debug for Secret<N> {
@@ -49,6 +55,9 @@ pub type Msk = Secret<16>;
 pub type MtkKey = Secret<16>;
 /// The 112-bit SRTP master salt delivered with the MTK (TEK+SALT key data).
 pub type MtkSalt = Secret<14>;
+/// MBMS User Key: the MIKEY pre-shared key of MSK messages (seed §6.5.2),
+/// 256 bits from GBA.
+pub type Muk = Secret<32>;
 
 /// An MTK with its salt, as carried in the KEMAC of an MTK message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod keys;
+pub mod mikey;
 pub mod mtk_schedule;
 pub mod profile;
 pub mod reservation;

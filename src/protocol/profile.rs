@@ -33,6 +33,13 @@ pub mod mikey {
     /// 2-byte MTK IDs (seed §6.5.3 fixes the meaning, not the encoding).
     pub const MSK_KEY_DATA_TYPE: u8 = 2;
     pub const MSK_KEY_VALIDITY: u8 = 2;
+    /// An MSK message "without any key in KEMAC" only updates the Key Validity
+    /// data (seed §6.5.3), e.g. SEQl > SEQu to invalidate the MSK. The CR text
+    /// does not fix its encoding; the project sends one Key data sub-payload of
+    /// type `MSK_KEY_DATA_TYPE` whose key length is this value (0), carrying the
+    /// KV interval. A KEMAC with Encr data len = 0 is the solicited pull
+    /// (seed §6.3.2.2.4), which has no validity to carry.
+    pub const MSK_VALIDITY_ONLY_KEY_LEN: usize = 0;
     /// General Extension type 3 (Key ID, RFC 4563) holding entries
     /// `KeyIdType(1) ‖ KeyIdLen(2, BE) ‖ KeyId`.
     pub const EXT_TYPE_KEY_ID: u8 = 3;
