@@ -4,3 +4,4 @@
 //! it owns sockets, threads and the BM-SC connection.
 
 pub mod protocol;
+pub mod runtime;
