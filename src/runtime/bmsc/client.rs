@@ -8,7 +8,7 @@
 //! never drops keys: the last good set stays published until a new snapshot from the
 //! BM-SC replaces it. Answers that fail validation are logged, counted and ignored.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,8 +57,13 @@ pub struct ClientStatus {
     pub connection: ConnectionState,
     /// BM-SC answers rejected by validation since start.
     pub rejected_answers: u64,
-    /// The reason of the latest rejection (names the field).
-    pub last_rejection: Option<String>,
+    /// Reasons of the latest rejections, oldest first, at most
+    /// [`ClientStatus::RECENT_REJECTIONS`]; each names the field.
+    pub recent_rejections: VecDeque<String>,
+}
+
+impl ClientStatus {
+    pub const RECENT_REJECTIONS: usize = 16;
 }
 
 /// The client cannot be built from its configuration.
@@ -138,7 +143,10 @@ impl Inner {
         tracing::warn!(what, %reason, "BM-SC answer rejected");
         self.status.send_modify(|s| {
             s.rejected_answers += 1;
-            s.last_rejection = Some(reason);
+            if s.recent_rejections.len() == ClientStatus::RECENT_REJECTIONS {
+                s.recent_rejections.pop_front();
+            }
+            s.recent_rejections.push_back(reason);
         });
     }
 
@@ -229,7 +237,7 @@ impl MskClient {
                 last_error: None,
             },
             rejected_answers: 0,
-            last_rejection: None,
+            recent_rejections: VecDeque::new(),
         });
         let inner = Arc::new(Inner {
             rpc: KeyServiceClient::new(channel),
@@ -449,7 +457,6 @@ async fn watch_once(inner: &Inner) -> StreamEnd {
                         tracing::info!(msk_id = %format_args!("{:#010x}", gone.0), "MSK no longer listed by the BM-SC; removed");
                     }
                 }
-                inner.set_connection(ConnectionState::Connected);
                 true
             }
             Some(Event::Heartbeat(_)) => false,
@@ -458,6 +465,10 @@ async fn watch_once(inner: &Inner) -> StreamEnd {
         if changed && listed.is_none() {
             working.prune_expired(unix_now());
             inner.msks.send_replace(Arc::new(working.clone()));
+            // Connected only once the keys it implies are readable.
+            if !healthy {
+                inner.set_connection(ConnectionState::Connected);
+            }
         }
     }
 }

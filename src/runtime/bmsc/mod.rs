@@ -15,13 +15,15 @@ pub mod msk_set;
 pub mod server;
 pub mod validate;
 
-pub use client::{ClientStatus, ConnectionState, LeaseError, MskClient, RpcError};
+pub use client::{
+    ClientError, ClientStatus, ConnectionState, CurrentMskError, LeaseError, MskClient, RpcError,
+};
 pub use config::{
     BmscConfig, ClientTlsFiles, GenerateConfig, KeySource, MskClientConfig, ServerTlsFiles,
 };
 pub use msk_set::{MskRecord, MskSet, MskSetError, Upsert};
-pub use server::{Bmsc, BmscControl, serve};
-pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError};
+pub use server::{Bmsc, BmscControl, RunningBmsc, load_key_file, serve};
+pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError, MskScope};
 
 /// Code generated from `proto/bmsc.proto` (package `mbms.bmsc.v1`).
 pub mod proto {
