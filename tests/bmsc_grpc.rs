@@ -620,3 +620,24 @@ async fn garbage_answers_are_rejected_by_name_and_good_ones_kept() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_reports_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bmsc = start(&one_msk_config(dir.path())).await;
+    let client = MskClient::start(client_config(bmsc.local_addr, vec![3], "gw-a")).unwrap();
+    wait_for(&mut client.status(), "Failed", |s: &ClientStatus| {
+        matches!(s.connection, ConnectionState::Failed { .. })
+    })
+    .await;
+    let ConnectionState::Failed { reason } = client.status().borrow().connection.clone() else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        "BM-SC WatchMsks: NotFound: WatchMsksRequest.key_groups: Key Group 3 is not served"
+    );
+    assert!(client.msks().borrow().is_empty());
+    drop(client);
+    bmsc.stop().await.unwrap();
+}

@@ -356,6 +356,17 @@ mod tests {
     }
 
     #[test]
+    fn deploy_examples_parse() {
+        let bmsc =
+            BmscConfig::from_toml(include_str!("../../../deploy/bmsc.example.toml")).unwrap();
+        assert!(bmsc.tls.unwrap().client_ca_file.is_some());
+        let gw =
+            MskClientConfig::from_toml(include_str!("../../../deploy/gateway-bmsc.example.toml"))
+                .unwrap();
+        assert_eq!(gw.key_groups, [1]);
+    }
+
+    #[test]
     fn client_config_checks_tls_against_scheme() {
         let base = MskClientConfig::new(
             "https://bmsc:50051",

@@ -621,3 +621,65 @@ async fn generate_one(
         not_after: not_before + i64::from(schedule.lifetime_s),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::keys::KeyDomainId;
+
+    fn scope() -> MskScope {
+        MskScope {
+            key_domain_id: KeyDomainId([0x09, 0xf1, 0x07]),
+            key_groups: BTreeSet::from([1]),
+        }
+    }
+
+    #[test]
+    fn example_key_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bmsc-keys.example.toml");
+        let records = load_key_file(&path, &scope()).unwrap();
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.msk_id, MskId::new(1, 1));
+        assert_eq!(
+            r.key.expose(),
+            &core::array::from_fn::<u8, 16, _>(|i| i as u8)
+        );
+        assert_eq!((r.validity.0.0, r.validity.1.0), (1, 0xFFFF));
+        assert_eq!((r.not_before, r.not_after), (1_767_225_600, 1_798_761_600));
+    }
+
+    #[test]
+    fn key_file_errors_name_the_entry_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let entry = |msk_id: &str, key: &str| {
+            format!(
+                "[[msk]]\nmsk_id = {msk_id}\nkey = \"{key}\"\nseq_l = 1\nseq_u = 9\nnot_before = 1\nnot_after = 2\n"
+            )
+        };
+        let good = entry("0x00010001", &"ab".repeat(16));
+        let check = |body: String| {
+            std::fs::write(&path, format!("key_domain_id = \"09f107\"\n{body}")).unwrap();
+            format!("{:#}", load_key_file(&path, &scope()).unwrap_err())
+        };
+        let err = check(format!("{good}{}", entry("0x00010002", &"ab".repeat(15))));
+        assert!(
+            err.contains("msk[1]: Msk.key of MSK 0x00010002: must be 16 bytes, got 15"),
+            "{err}"
+        );
+        let err = check(entry("0x00020001", &"ab".repeat(16)));
+        assert!(
+            err.contains("msk[0]: Msk.msk_id 0x00020001: unknown Key Group 2"),
+            "{err}"
+        );
+        let err = check(entry("0x00010001", "zz"));
+        assert!(err.contains("msk[0].key: not hex"), "{err}");
+        std::fs::write(&path, "key_domain_id = \"010203\"\n").unwrap();
+        let err = format!("{:#}", load_key_file(&path, &scope()).unwrap_err());
+        assert!(
+            err.contains("key_domain_id 010203 is not the configured 09f107"),
+            "{err}"
+        );
+    }
+}

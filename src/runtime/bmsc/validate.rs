@@ -422,6 +422,61 @@ mod tests {
         assert!(!text.contains("90") && !text.contains("5a"), "{text}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Any wire MSK: an error, or a record that satisfies every invariant.
+        #[test]
+        fn any_wire_msk_is_rejected_or_sound(
+            domain in proptest::prop_oneof![
+                proptest::strategy::Just(DOMAIN.0.to_vec()),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..5),
+            ],
+            group in 0u32..3,
+            number in 0u32..3,
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 15..17),
+            seq_l in 0xFFF0u32..0x1_0002,
+            seq_u in 0xFFF0u32..0x1_0002,
+            not_before in -1i64..3,
+            not_after in -1i64..3,
+        ) {
+            let msk_id = (group << 16) | number;
+            let wire = proto::Msk {
+                key_domain_id: domain.clone(),
+                msk_id,
+                key: key.clone(),
+                seq_l,
+                seq_u,
+                not_before_unix: not_before,
+                not_after_unix: not_after,
+            };
+            if let Ok(r) = msk_from_wire(wire, &scope()) {
+                proptest::prop_assert_eq!(domain.as_slice(), &DOMAIN.0[..]);
+                proptest::prop_assert_eq!(&r.key.expose()[..], key.as_slice());
+                proptest::prop_assert!(scope().key_groups.contains(&r.key_group()));
+                proptest::prop_assert!(r.msk_id.key_number() != 0);
+                proptest::prop_assert_eq!((u32::from(r.validity.0.0), u32::from(r.validity.1.0)), (seq_l, seq_u));
+                proptest::prop_assert!(0 <= r.not_before && r.not_before < r.not_after);
+            }
+        }
+
+        /// Any wire lease: an error, or ranges inside the window and the request.
+        #[test]
+        fn any_wire_lease_is_rejected_or_sound(
+            first_mtk: u32, last_mtk: u32, first_counter: u32, last_counter: u32,
+            seq_l: u16, seq_u: u16,
+        ) {
+            let window = msk(seq_l, seq_u);
+            let wire = wire_lease((first_mtk, last_mtk), (first_counter, last_counter));
+            if let Ok(l) = lease_from_wire(&wire, ASK, &window, None) {
+                proptest::prop_assert!(window.covers(l.mtk_ids.0) && window.covers(l.mtk_ids.1));
+                proptest::prop_assert!(l.mtk_ids.0 <= l.mtk_ids.1 && l.counters.0 <= l.counters.1);
+                proptest::prop_assert!(l.mtk_id_count() <= u32::from(ASK.mtk_ids));
+                proptest::prop_assert!(l.counter_count() <= u64::from(ASK.counters));
+            }
+        }
+    }
+
     fn msk(seq_l: u16, seq_u: u16) -> MskRecord {
         let mut wire = good();
         wire.seq_l = seq_l.into();
