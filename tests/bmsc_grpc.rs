@@ -641,3 +641,81 @@ async fn a_refused_subscription_reports_failed() {
     drop(client);
     bmsc.stop().await.unwrap();
 }
+
+/// A BM-SC that sends one good MSK and then falls silent (no heartbeats), counting
+/// watch calls.
+struct SilentBmsc {
+    watches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl KeyService for SilentBmsc {
+    type WatchMsksStream = EventStream;
+
+    async fn watch_msks(
+        &self,
+        _: Request<proto::WatchMsksRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        use tokio_stream::StreamExt;
+        self.watches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let events = vec![
+            event(Event::MskAdded(wire_msk(0x0001_0001, 16, (1, 100)))),
+            event(Event::SnapshotComplete(proto::SnapshotComplete {})),
+        ];
+        Ok(Response::new(Box::pin(
+            tokio_stream::iter(events).chain(tokio_stream::pending()),
+        )))
+    }
+
+    async fn get_current_msk(
+        &self,
+        _: Request<proto::GetCurrentMskRequest>,
+    ) -> Result<Response<proto::Msk>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+
+    async fn lease_mtk_ids(
+        &self,
+        _: Request<proto::LeaseRequest>,
+    ) -> Result<Response<proto::Lease>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stream_is_taken_as_dead_and_replaced() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyServiceServer::new(SilentBmsc {
+                watches: Arc::clone(&watches),
+            }))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut config = client_config(addr, vec![1], "gw-a");
+    config.stream_idle_timeout_s = 1;
+    let client = MskClient::start(config).unwrap();
+    wait_connected(&client).await;
+    // Without heartbeats the client gives up on each stream after 1 s and opens a new
+    // one, keeping its key throughout.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while watches.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no re-watch after silence"
+        );
+        assert!(client.msks().borrow().get(MskId::new(1, 1)).is_some());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(client.msks().borrow().get(MskId::new(1, 1)).is_some());
+    assert_eq!(client.status().borrow().rejected_answers, 0);
+    drop(client);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
