@@ -1,6 +1,8 @@
-//! The runtime around the protocol core: sockets, sender threads, the BM-SC
-//! connection, the key journal, configuration.
+//! The runtime around the sans-IO core: threads, tasks, sockets, files and the
+//! BM-SC connection. Time and randomness are read here and passed into
+//! [`crate::protocol`].
 
+pub mod bmsc;
 pub mod config;
 pub mod egress;
 pub mod journal;

@@ -1,0 +1,54 @@
+//! The BM-SC connection: the gRPC contract (`proto/bmsc.proto`), the gateway's client
+//! that keeps the MSKs and leases MTK-ID / counter ranges, and a reference BM-SC key
+//! server for labs, demos and tests.
+//!
+//! - [`msk_set`]: which MSK is current (pure, clock-free rules).
+//! - [`validate`]: every BM-SC answer checked before it is installed.
+//! - [`client`]: [`MskClient`], reconnecting watch stream + leases.
+//! - [`server`]: [`serve`] / [`Bmsc`], the reference key server.
+
+pub mod backoff;
+pub mod client;
+pub mod config;
+pub mod lease_book;
+pub mod msk_set;
+pub mod server;
+pub mod validate;
+
+pub use client::{
+    ClientError, ClientStatus, ConnectionState, CurrentMskError, LeaseError, MskClient, RpcError,
+};
+pub use config::{
+    BmscConfig, ClientTlsFiles, GenerateConfig, KeySource, MskClientConfig, ServerTlsFiles,
+};
+pub use msk_set::{MskRecord, MskSet, MskSetError, Upsert};
+pub use server::{Bmsc, BmscControl, RunningBmsc, load_key_file, serve};
+pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError, MskScope};
+
+/// Code generated from `proto/bmsc.proto` (package `mbms.bmsc.v1`).
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("mbms.bmsc.v1");
+
+    /// Redacts the key: wire messages end up in logs through `{:?}`.
+    impl std::fmt::Debug for Msk {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Msk")
+                .field("key_domain_id", &self.key_domain_id)
+                .field("msk_id", &format_args!("{:#010x}", self.msk_id))
+                .field("key", &format_args!("<{} bytes>", self.key.len()))
+                .field("seq_l", &self.seq_l)
+                .field("seq_u", &self.seq_u)
+                .field("not_before_unix", &self.not_before_unix)
+                .field("not_after_unix", &self.not_after_unix)
+                .finish()
+        }
+    }
+
+    /// Wipes the wire copy of the key when the message is dropped.
+    impl Drop for Msk {
+        fn drop(&mut self) {
+            zeroize::Zeroize::zeroize(&mut self.key);
+        }
+    }
+}
