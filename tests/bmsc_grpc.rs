@@ -366,6 +366,20 @@ async fn invalidation_removes_the_msk_from_current() {
         client.current_msk(1).await.unwrap().msk_id,
         MskId::new(1, 1)
     );
+
+    // A validity update with SEQl > SEQu withdraws an MSK too.
+    let withdrawn = MskRecord {
+        key_domain_id: DOMAIN,
+        msk_id: MskId::new(1, 1),
+        key: Msk::new([0x41; 16]),
+        validity: (MtkId(2), MtkId(1)),
+        not_before: t - 60,
+        not_after: t + 3600,
+    };
+    bmsc.control.publish(withdrawn).unwrap();
+    wait_for(&mut msks, "inverted window", |s: &Arc<MskSet>| s.is_empty()).await;
+    assert_eq!(msks.borrow().current_for(1, t), None);
+    assert_eq!(client.status().borrow().rejected_answers, 0);
     drop(client);
     bmsc.stop().await.unwrap();
 }

@@ -377,7 +377,8 @@ async fn watch_forever(inner: Arc<Inner>) {
         tracing::warn!(reason = %end.reason, attempt, "BM-SC watch stream down; keeping the MSKs held");
         let delay = if end.refused {
             inner.set_connection(ConnectionState::Failed { reason: end.reason });
-            inner.backoff.max
+            // At the ceiling, still jittered.
+            inner.backoff.delay(u32::MAX, random_unit())
         } else {
             inner.set_connection(ConnectionState::Connecting {
                 attempt: attempt + 1,

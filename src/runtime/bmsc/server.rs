@@ -21,7 +21,7 @@ use zeroize::Zeroize;
 
 use super::config::{BmscConfig, GenerateConfig, KeySource, ServerTlsFiles};
 use super::lease_book::{GrantError, LeaseBook};
-use super::msk_set::{MskRecord, MskSet};
+use super::msk_set::{MskRecord, MskSet, Upsert};
 use super::proto::key_service_server::{KeyService, KeyServiceServer};
 use super::proto::{self, msk_event::Event};
 use super::validate::{
@@ -65,15 +65,19 @@ impl Shared {
     /// tells every watcher.
     fn publish(&self, record: MskRecord) -> anyhow::Result<()> {
         let mut msks = lock(&self.msks);
-        let known = msks.get(record.msk_id).is_some();
-        msks.upsert(record.clone())?;
-        let event = if known {
-            Event::ValidityUpdated(msk_to_wire(&record))
-        } else {
-            Event::MskAdded(msk_to_wire(&record))
+        let event = match msks.upsert(record.clone())? {
+            Upsert::Unchanged => return Ok(()),
+            Upsert::Added => Event::MskAdded(msk_to_wire(&record)),
+            // An inverted window travels as such: receivers read it as invalidation.
+            Upsert::Updated | Upsert::Invalidated => Event::ValidityUpdated(msk_to_wire(&record)),
         };
-        tracing::info!(msk_id = %format_args!("{:#010x}", record.msk_id.0), not_before = record.not_before,
-            not_after = record.not_after, "MSK published");
+        tracing::info!(
+            msk_id = %format_args!("{:#010x}", record.msk_id.0),
+            not_before = record.not_before,
+            not_after = record.not_after,
+            invalidated = record.is_invalidated(),
+            "MSK published"
+        );
         // No receiver is not an error: nobody is watching yet.
         let _ = self.events.send(proto::MskEvent { event: Some(event) });
         Ok(())
