@@ -2,8 +2,8 @@
 //! unknown key an error with its line, validated into typed settings before
 //! anything is sent. `deploy/gateway.toml` documents every field.
 
+use super::bmsc::MskClientConfig;
 use super::units;
-use crate::protocol::keys::KeyDomainId;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
 use anyhow::{Context, Result, bail, ensure};
@@ -20,32 +20,14 @@ pub struct GatewayConfig {
     pub state_dir: PathBuf,
     /// Name of this instance, sent to the BM-SC with lease requests.
     pub instance_id: String,
-    pub bmsc: BmscClientConfig,
+    /// The BM-SC connection; `key_groups` and `client_id` come from the
+    /// sessions and `instance_id`.
+    pub bmsc: MskClientConfig,
+    /// MTK IDs and MIKEY counters leased from the BM-SC per request.
+    #[serde(default = "default_lease_block")]
+    pub lease_block: u16,
     #[serde(default)]
     pub streaming: Vec<StreamingSession>,
-}
-
-/// How the gateway reaches the BM-SC.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BmscClientConfig {
-    /// `http://host:port` or `https://host:port`.
-    pub endpoint: String,
-    /// Key Domain ID (MCC ‖ MNC), 3 bytes in hex, e.g. `"64f000"`.
-    #[serde(deserialize_with = "key_domain_id")]
-    pub key_domain_id: KeyDomainId,
-    /// CA certificate (PEM) that signs the BM-SC's certificate (`https` only).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    /// MTK IDs and counters leased per request.
-    #[serde(default = "default_lease_block")]
-    pub lease_block: u32,
-}
-
-fn default_lease_block() -> u32 {
-    64
 }
 
 /// One streaming session: RTP flows in, SRTP to one multicast destination,
@@ -109,6 +91,10 @@ pub struct MtkSettings {
     pub retire_after: Duration,
 }
 
+fn default_lease_block() -> u16 {
+    64
+}
+
 fn d_period() -> Duration {
     Duration::from_secs(60)
 }
@@ -147,34 +133,6 @@ impl MtkSettings {
     }
 }
 
-fn key_domain_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<KeyDomainId, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_key_domain_id(&text).map_err(serde::de::Error::custom)
-}
-
-pub fn parse_key_domain_id(text: &str) -> Result<KeyDomainId, String> {
-    let bytes = parse_hex(text)?;
-    <[u8; 3]>::try_from(bytes.as_slice())
-        .map(KeyDomainId)
-        .map_err(|_| {
-            format!(
-                "key domain id `{text}` must be 3 bytes (6 hex digits), got {}",
-                bytes.len()
-            )
-        })
-}
-
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
-    let text = text.trim();
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("`{text}` is not an even number of hex digits"));
-    }
-    Ok((0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_default())
-        .collect())
-}
-
 impl GatewayConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -185,7 +143,9 @@ impl GatewayConfig {
     /// Parses and validates; errors name the field (and the line, for syntax and
     /// unknown keys).
     pub fn parse(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.bmsc.client_id = config.instance_id.clone();
+        config.bmsc.key_groups = config.streaming.iter().map(|s| s.key_group).collect();
         config.validate()?;
         Ok(config)
     }
@@ -195,19 +155,7 @@ impl GatewayConfig {
             !self.instance_id.is_empty(),
             "instance_id: must not be empty"
         );
-        ensure!(
-            self.bmsc.endpoint.starts_with("http://") || self.bmsc.endpoint.starts_with("https://"),
-            "bmsc.endpoint: `{}` must start with http:// or https://",
-            self.bmsc.endpoint
-        );
-        ensure!(
-            self.bmsc.lease_block > 0,
-            "bmsc.lease_block: must be at least 1"
-        );
-        ensure!(
-            self.bmsc.cert_file.is_some() == self.bmsc.key_file.is_some(),
-            "bmsc: cert_file and key_file go together (mutual TLS)"
-        );
+        ensure!(self.lease_block > 0, "lease_block: must be at least 1");
         let mut names = HashSet::new();
         let mut groups: BTreeMap<u16, &str> = BTreeMap::new();
         let mut egress = HashSet::new();
@@ -284,6 +232,12 @@ impl GatewayConfig {
                 }
             }
         }
+        self.bmsc
+            .validate()
+            .map_err(|e| anyhow::anyhow!("bmsc: {e}"))?;
+        self.bmsc
+            .validate()
+            .map_err(|e| anyhow::anyhow!("bmsc: {e}"))?;
         Ok(())
     }
 }
@@ -316,7 +270,9 @@ port = 5004
     #[test]
     fn good_config_parses() {
         let c = GatewayConfig::parse(GOOD).unwrap();
-        assert_eq!(c.bmsc.key_domain_id, KeyDomainId([0x64, 0xf0, 0]));
+        assert_eq!(c.bmsc.key_domain_id.0, [0x64, 0xf0, 0]);
+        assert_eq!(c.bmsc.key_groups, vec![1]);
+        assert_eq!(c.bmsc.client_id, "gw-a");
         assert_eq!(c.streaming[0].mtk.period, Duration::from_secs(10));
         assert_eq!(c.streaming[0].mtk.resend, Duration::from_millis(500));
         assert_eq!(c.streaming[0].flows[0].port, 5004);
@@ -357,6 +313,6 @@ port = 5004
     #[test]
     fn bad_key_domain_id() {
         let e = err(&GOOD.replace("64f000", "64f0"));
-        assert!(e.contains("3 bytes"), "{e}");
+        assert!(e.contains("a Key Domain ID is 3"), "{e}");
     }
 }

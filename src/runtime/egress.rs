@@ -54,13 +54,20 @@ impl EgressStats {
     }
 }
 
-/// The producer side; cheap to clone.
+/// The producer side; cheap to clone. The thread stops when every clone is
+/// dropped and the queue is drained.
 #[derive(Clone)]
 pub struct Egress {
     tx: SyncSender<Batch>,
-    pool: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    shared: Arc<Shared>,
+}
+
+/// State seen by both the producers and the sender thread.
+#[derive(Default)]
+struct Shared {
+    pool: std::sync::Mutex<Vec<Vec<u8>>>,
     stats: Arc<EgressStats>,
-    alive: Arc<AtomicBool>,
+    alive: AtomicBool,
 }
 
 impl Egress {
@@ -71,31 +78,30 @@ impl Egress {
         capacity: usize,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = sync_channel(capacity);
-        let egress = Self {
-            tx,
-            pool: Default::default(),
-            stats: Default::default(),
-            alive: Arc::new(AtomicBool::new(true)),
-        };
-        let worker = egress.clone();
+        let shared = Arc::new(Shared {
+            alive: AtomicBool::new(true),
+            ..Default::default()
+        });
+        let worker = shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("egress-{name}"))
             .spawn(move || worker.run(socket, rx))?;
-        Ok((egress, handle))
+        Ok((Self { tx, shared }, handle))
     }
 
     pub fn stats(&self) -> &Arc<EgressStats> {
-        &self.stats
+        &self.shared.stats
     }
 
     /// False once the thread has stopped (every producer dropped, or it failed).
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed)
+        self.shared.alive.load(Ordering::Relaxed)
     }
 
     /// An empty buffer, reused from sent batches when one is free.
     pub fn buffer(&self) -> Vec<u8> {
-        self.pool
+        self.shared
+            .pool
             .lock()
             .ok()
             .and_then(|mut p| p.pop())
@@ -109,7 +115,7 @@ impl Egress {
         match self.tx.try_send(batch) {
             Ok(()) => true,
             Err(TrySendError::Full(batch)) => {
-                self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
                 self.tx.send(batch).is_ok()
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -127,8 +133,10 @@ impl Egress {
             buf,
         })
     }
+}
 
-    fn run(self, socket: UdpSocket, rx: Receiver<Batch>) {
+impl Shared {
+    fn run(&self, socket: UdpSocket, rx: Receiver<Batch>) {
         let mut gso = true;
         while let Ok(mut batch) = rx.recv() {
             let kind = batch.kind as usize;

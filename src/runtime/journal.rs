@@ -6,12 +6,12 @@
 //! A journal that exists but cannot be read is an error, never an empty start:
 //! starting from zero could repeat counters the UEs have already seen.
 
+use super::durable::write_atomically;
 use crate::protocol::keys::{KeyDomainId, MskId};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const FILE_NAME: &str = "key-journal.toml";
@@ -129,21 +129,6 @@ fn parse_key(k: &str) -> Option<(KeyDomainId, MskId)> {
     let m = u32::from_str_radix(m, 16).ok()?;
     let [_, a, b, c] = d.to_be_bytes();
     Some((KeyDomainId([a, b, c]), MskId(m)))
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new
-/// content, never a mix: write a temp file, fsync it, rename over, fsync the
-/// directory so the rename itself is durable.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -179,9 +179,13 @@ pub struct MskClientConfig {
     /// Key Domain ID, 6 hex digits.
     #[serde(deserialize_with = "de_key_domain_id")]
     pub key_domain_id: KeyDomainId,
-    /// Key Groups whose MSKs this gateway needs.
+    /// Key Groups whose MSKs this gateway needs (in a gateway config: filled in
+    /// from its sessions).
+    #[serde(default)]
     pub key_groups: Vec<u16>,
-    /// Name of this gateway instance, sent with every request.
+    /// Name of this gateway instance, sent with every request (in a gateway
+    /// config: its `instance_id`).
+    #[serde(default)]
     pub client_id: String,
     /// First reconnect delay ceiling, milliseconds.
     #[serde(default = "default_backoff_initial_ms")]

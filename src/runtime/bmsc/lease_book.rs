@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::msk_set::MskRecord;
 use super::validate::LeaseRecord;
 use crate::protocol::keys::{KeyDomainId, MskId, MtkId};
+use crate::runtime::durable::write_atomically;
 
 const STATE_FILE: &str = "bmsc-leases.toml";
 
@@ -232,21 +232,6 @@ impl LeaseBook {
             source,
         })
     }
-}
-
-/// Replaces `path` so that a crash leaves either the old or the new content: write a
-/// temp file, fsync it, rename over `path`, fsync the directory (the rename itself).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
