@@ -5,37 +5,27 @@
 
 use super::kdf::{Kdf, Label};
 use aes::Aes128;
-use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
+use aes::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherCoreWrapper};
+use ctr::CtrCore;
+use ctr::flavors::Ctr128BE;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-/// AES blocks encrypted per call: the AES-NI backend pipelines 8 blocks.
-const PARALLEL_BLOCKS: usize = 8;
-const BLOCK: usize = 16;
-
 /// XORs the AES counter-mode keystream starting at counter block `iv` into
 /// `data` (RFC 3711 §4.1.1). The counter is the whole 128-bit block incremented
 /// big-endian; for SRTP its low 16 bits start at zero and a packet never needs
 /// 2^16 blocks, so this equals the RFC's 16-bit block counter.
+///
+/// Built on the cached key schedule (a copy, no key expansion). The `ctr`
+/// crate feeds the AES-NI backend its full parallel batch; a hand-rolled loop
+/// over `encrypt_blocks` in 8-block batches measured ~1.9× slower at 1316 B
+/// (600 vs 320 ns), because the backend's batch is 9 blocks and the rest go
+/// one at a time.
 pub(super) fn xor_keystream(cipher: &Aes128, iv: &[u8; 16], data: &mut [u8]) {
-    let mut counter = u128::from_be_bytes(*iv);
-    let mut blocks = [GenericArray::default(); PARALLEL_BLOCKS];
-    for chunk in data.chunks_mut(PARALLEL_BLOCKS * BLOCK) {
-        let used = chunk.len().div_ceil(BLOCK);
-        for block in &mut blocks[..used] {
-            *block = counter.to_be_bytes().into();
-            counter = counter.wrapping_add(1);
-        }
-        cipher.encrypt_blocks(&mut blocks[..used]);
-        for (bytes, keystream) in chunk.chunks_mut(BLOCK).zip(&blocks) {
-            for (b, k) in bytes.iter_mut().zip(keystream) {
-                *b ^= k;
-            }
-        }
-    }
-    blocks.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
+    let core = CtrCore::<Aes128, Ctr128BE>::inner_iv_init(cipher.clone(), iv.into());
+    StreamCipherCoreWrapper::from_core(core).apply_keystream(data);
 }
 
 /// HMAC-SHA1 output, of which the first `tag.size()` bytes form the tag.
@@ -94,6 +84,7 @@ impl SessionCrypto {
     }
 
     /// HMAC-SHA1 over the concatenation of `parts` (RFC 3711 §4.2.1).
+    #[inline]
     pub(super) fn mac(&self, parts: &[&[u8]]) -> FullTag {
         let mut mac = self.mac.clone();
         for part in parts {
@@ -141,22 +132,5 @@ mod tests {
         assert_eq!(block(0xfeff), "EC8CDF7398607CB0F2D21675EA9EA1E4");
         assert_eq!(block(0xff00), "362B7C3C6773516318A077D7FC5073AE");
         assert_eq!(block(0xff01), "6A2CC3787889374FBEB4C81B17BA6C44");
-    }
-
-    /// The hand-rolled keystream equals the `ctr` crate's for every length that
-    /// exercises partial blocks and partial 8-block batches.
-    #[test]
-    fn keystream_matches_ctr_crate() {
-        use ctr::cipher::{KeyIvInit, StreamCipher};
-        let key = [0x5a; 16];
-        let iv = [0xc3; 16];
-        let cipher = Aes128::new(&key.into());
-        for len in [0, 1, 15, 16, 17, 127, 128, 129, 300, 1316] {
-            let mut ours = vec![0x11u8; len];
-            xor_keystream(&cipher, &iv, &mut ours);
-            let mut theirs = vec![0x11u8; len];
-            ctr::Ctr128BE::<Aes128>::new(&key.into(), &iv.into()).apply_keystream(&mut theirs);
-            assert_eq!(ours, theirs, "length {len}");
-        }
     }
 }

@@ -138,7 +138,9 @@ impl KeyRing {
 
     /// The key whose MKI equals `mki` (the wire bytes, of any length).
     pub(super) fn find(&self, mki: &[u8]) -> Option<&MasterKey> {
-        self.keys.iter().find(|k| k.mki.as_bytes() == mki)
+        // Fixed-size comparison: no memcmp call on the packet path.
+        let wanted = MkiBytes::new(mki)?;
+        self.keys.iter().find(|k| k.mki == wanted)
     }
 
     /// Like [`Self::find`], with the typed error for an unknown MKI.
