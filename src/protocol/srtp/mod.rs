@@ -106,6 +106,19 @@ impl SrtpConfig {
     }
 }
 
+/// The protected length of a `len`-byte packet in `buf` with `overhead` bytes
+/// appended, if `buf` has room for it.
+fn protected_len(buf: &[u8], len: usize, overhead: usize) -> Result<usize, SrtpError> {
+    let needed = len.saturating_add(overhead);
+    if buf.len() < needed {
+        return Err(SrtpError::BufferTooSmall {
+            needed,
+            available: buf.len(),
+        });
+    }
+    Ok(needed)
+}
+
 /// Why a packet or a key operation was refused. Nothing here carries key bytes;
 /// MKIs are public (they travel in clear on every packet) and are shown in hex.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -124,10 +124,7 @@ impl SrtpReceiver {
         let stream = self.streams.get_or_insert(ssrc)?;
         key.rtp
             .apply_keystream(ssrc, index, &mut buf[header_len..rtp_len]);
-        match &mut stream.rtp {
-            Some(window) => window.record(index),
-            empty => *empty = Some(Window::starting_at(index)),
-        }
+        Window::record_into(&mut stream.rtp, index);
         Ok(rtp_len)
     }
 }

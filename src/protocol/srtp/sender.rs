@@ -5,7 +5,7 @@ use super::index::{Rejection, Window, estimate_index};
 use super::keyring::{KeyRing, MasterKey, MkiBytes};
 use super::rtp::RtpHeader;
 use super::streams::Streams;
-use super::{SrtpConfig, SrtpError};
+use super::{SrtpConfig, SrtpError, protected_len};
 use crate::protocol::keys::Mtk;
 
 /// Per-SSRC sending state. It does not depend on the master key, so the packet
@@ -97,21 +97,12 @@ impl SrtpSender {
     /// payload, appends the MKI and the tag (RFC 3711 §3.1), and returns the
     /// SRTP length. `buf` needs [`SrtpConfig::rtp_overhead`] spare bytes.
     pub fn protect(&mut self, buf: &mut [u8], rtp_len: usize) -> Result<usize, SrtpError> {
-        let packet = buf.get(..rtp_len).ok_or(SrtpError::BufferTooSmall {
-            needed: rtp_len,
-            available: buf.len(),
-        })?;
-        let (header, header_len) = RtpHeader::parse(packet).map_err(SrtpError::MalformedRtp)?;
+        let srtp_len = protected_len(buf, rtp_len, self.config.rtp_overhead())?;
+        let (header, header_len) =
+            RtpHeader::parse(&buf[..rtp_len]).map_err(SrtpError::MalformedRtp)?;
         let ssrc = header.ssrc;
         let seq = header.sequence_number;
         let mki_end = rtp_len + self.config.mki_len;
-        let srtp_len = mki_end + self.config.tag.size();
-        if buf.len() < srtp_len {
-            return Err(SrtpError::BufferTooSmall {
-                needed: srtp_len,
-                available: buf.len(),
-            });
-        }
         let tag_len = self.config.tag.size();
         let (key, stream) = self.key_and_stream(ssrc)?;
         let index = match &stream.rtp {
@@ -126,10 +117,7 @@ impl SrtpSender {
         buf[rtp_len..mki_end].copy_from_slice(key.mki.as_bytes());
         buf[mki_end..srtp_len].copy_from_slice(&tag[..tag_len]);
 
-        match &mut stream.rtp {
-            Some(window) => window.record(index),
-            empty => *empty = Some(Window::starting_at(index)),
-        }
+        Window::record_into(&mut stream.rtp, index);
         Ok(srtp_len)
     }
 }

@@ -413,7 +413,7 @@ fn protect_checks_buffer_and_header() {
     );
     assert!(matches!(
         tx.protect(&mut buf, 200),
-        Err(SrtpError::BufferTooSmall { needed: 200, .. })
+        Err(SrtpError::BufferTooSmall { needed: 216, .. })
     ));
     buf[0] = 0x40;
     assert!(matches!(
