@@ -71,6 +71,7 @@ impl SessionCrypto {
 
     /// Encrypts or decrypts `data` for packet `index` of `ssrc`:
     /// IV = (k_s·2^16) XOR (SSRC·2^64) XOR (i·2^16) (RFC 3711 §4.1.1).
+    #[inline]
     pub(super) fn apply_keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) {
         let mut iv = [0u8; 16];
         iv[..14].copy_from_slice(&self.salt);
