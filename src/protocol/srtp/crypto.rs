@@ -32,6 +32,10 @@ pub(super) fn xor_keystream(cipher: &Aes128, iv: &[u8; 16], data: &mut [u8]) {
 pub(super) type FullTag = [u8; 20];
 
 /// Session keys of one direction (SRTP or SRTCP) under one master key.
+///
+/// The AES key schedule (aes `zeroize` feature) and the session salt are wiped
+/// on drop; the pre-keyed HMAC state (SHA-1 states after the inner and outer
+/// pads) has no wiping API in `hmac` 0.12 / `sha1` 0.10 and is only freed.
 pub(super) struct SessionCrypto {
     cipher: Aes128,
     salt: [u8; 14],
