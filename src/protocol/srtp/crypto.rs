@@ -38,7 +38,8 @@ pub(super) type FullTag = [u8; 20];
 /// pads) has no wiping API in `hmac` 0.12 / `sha1` 0.10 and is only freed.
 pub(super) struct SessionCrypto {
     cipher: Aes128,
-    salt: [u8; 14],
+    /// The session salt k_s as the IV's base, k_s·2^16.
+    salt_block: u128,
     mac: Hmac<Sha1>,
 }
 
@@ -50,11 +51,11 @@ impl SessionCrypto {
         // is the same key as the 20-byte session auth key (RFC 2104 §2).
         let mut auth_block = [0u8; 64];
         kdf.derive(auth, &mut auth_block[..20]);
-        let mut salt = [0u8; 14];
-        kdf.derive(salt_label, &mut salt);
+        let mut salt = [0u8; 16];
+        kdf.derive(salt_label, &mut salt[..14]);
         let session = Self {
             cipher: Aes128::new(&key.into()),
-            salt,
+            salt_block: u128::from_be_bytes(salt),
             mac: <Hmac<Sha1> as KeyInit>::new(&auth_block.into()),
         };
         key.zeroize();
@@ -77,15 +78,10 @@ impl SessionCrypto {
     /// IV = (k_s·2^16) XOR (SSRC·2^64) XOR (i·2^16) (RFC 3711 §4.1.1).
     #[inline]
     pub(super) fn apply_keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) {
-        let mut iv = [0u8; 16];
-        iv[..14].copy_from_slice(&self.salt);
-        for (b, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
-            *b ^= s;
-        }
-        for (b, i) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
-            *b ^= i;
-        }
-        xor_keystream(&self.cipher, &iv, data);
+        // Computed in registers: byte-wise IV assembly on the stack stalled
+        // store-to-load forwarding on every packet.
+        let iv = self.salt_block ^ (u128::from(ssrc) << 64) ^ (u128::from(index) << 16);
+        xor_keystream(&self.cipher, &iv.to_be_bytes(), data);
     }
 
     /// HMAC-SHA1 over the concatenation of `parts` (RFC 3711 §4.2.1).
@@ -109,7 +105,7 @@ impl SessionCrypto {
 
 impl Drop for SessionCrypto {
     fn drop(&mut self) {
-        self.salt.zeroize();
+        self.salt_block.zeroize();
     }
 }
 

@@ -28,7 +28,8 @@ pub(super) struct SenderStream {
 pub struct SrtpSender {
     pub(super) config: SrtpConfig,
     pub(super) keys: KeyRing,
-    active: Option<MkiBytes>,
+    /// Key-ring slot of the key protecting new packets.
+    active: Option<usize>,
     pub(super) streams: Streams<SenderStream>,
 }
 
@@ -55,22 +56,24 @@ impl SrtpSender {
 
     /// Retires a master key. The active key cannot be retired: switch first.
     pub fn remove_master_key(&mut self, mki: &[u8]) -> Result<(), SrtpError> {
-        let mki_value = self.keys.mki(mki)?;
-        if self.active == Some(mki_value) {
-            return Err(SrtpError::ActiveKeyRemoval(mki_value));
+        let active = self.active_key();
+        if let Some(active) = active.filter(|a| a.as_bytes() == mki) {
+            return Err(SrtpError::ActiveKeyRemoval(active));
         }
-        self.keys.remove(mki)
+        self.keys.remove(mki)?;
+        // Removal may move the active key to another slot.
+        self.active = active.and_then(|a| self.keys.position(a.as_bytes()).ok());
+        Ok(())
     }
 
     /// Protects every following packet under the installed key named `mki`.
     pub fn set_active_key(&mut self, mki: &[u8]) -> Result<(), SrtpError> {
-        let key = self.keys.get(mki)?;
-        self.active = Some(key.mki);
+        self.active = Some(self.keys.position(mki)?);
         Ok(())
     }
 
     pub fn active_key(&self) -> Option<MkiBytes> {
-        self.active
+        Some(self.keys.at(self.active?)?.mki)
     }
 
     /// The MKIs of the installed master keys.
@@ -88,8 +91,10 @@ impl SrtpSender {
         &mut self,
         ssrc: u32,
     ) -> Result<(&MasterKey, &mut SenderStream), SrtpError> {
-        let mki = self.active.ok_or(SrtpError::NoActiveKey)?;
-        let key = self.keys.get(mki.as_bytes())?;
+        let key = self
+            .active
+            .and_then(|pos| self.keys.at(pos))
+            .ok_or(SrtpError::NoActiveKey)?;
         Ok((key, self.streams.get_or_insert(ssrc)?))
     }
 
