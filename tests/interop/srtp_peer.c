@@ -1,13 +1,13 @@
 /*
  * libsrtp as an independent SRTP/SRTCP peer for tests/libsrtp_interop.rs.
  *
- * Usage: srtp_peer MODE MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]
+ * Usage: srtp_peer MODE TAG MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]
  *   MODE     protect | unprotect | protect-rtcp | unprotect-rtcp
+ *   TAG      80 | 32: HMAC-SHA1 tag bits on SRTP (SRTCP always uses 80)
  *   KEY_HEX  30 bytes: 16-byte master key followed by the 14-byte master salt
  *   MKI_HEX  the MKI of that master key (all MKIs of one length)
  *
- * Profile: AES-CM-128 + HMAC-SHA1-80 for SRTP and SRTCP (libsrtp defaults),
- * kdr 0, replay window 128, any SSRC.
+ * Profile: AES-CM-128 with HMAC-SHA1, kdr 0, replay window 128, any SSRC.
  *
  * stdin holds records, big-endian: u32 length, u8 master key number (protect
  * modes only), then the packet. For each record stdout gets: i32 libsrtp
@@ -58,24 +58,28 @@ static void write_u32(uint32_t value)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || (argc - 2) % 2 != 0 || (argc - 2) / 2 > MAX_KEYS) {
-        die("usage: srtp_peer MODE MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]");
+    if (argc < 5 || (argc - 3) % 2 != 0 || (argc - 3) / 2 > MAX_KEYS) {
+        die("usage: srtp_peer MODE TAG MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]");
     }
     const char *mode = argv[1];
+    int short_tag = strcmp(argv[2], "32") == 0;
+    if (!short_tag && strcmp(argv[2], "80") != 0) {
+        die("TAG must be 80 or 32");
+    }
     int protect = strcmp(mode, "protect") == 0 || strcmp(mode, "protect-rtcp") == 0;
     int rtcp = strcmp(mode, "protect-rtcp") == 0 || strcmp(mode, "unprotect-rtcp") == 0;
     if (!protect && !rtcp && strcmp(mode, "unprotect") != 0) {
         die("unknown mode");
     }
 
-    int num_keys = (argc - 2) / 2;
+    int num_keys = (argc - 3) / 2;
     static unsigned char mkis[MAX_KEYS][SRTP_MAX_MKI_LEN];
     static unsigned char keys[MAX_KEYS][MASTER_LEN];
     srtp_master_key_t master[MAX_KEYS];
     srtp_master_key_t *master_ptrs[MAX_KEYS];
     for (int i = 0; i < num_keys; i++) {
-        master[i].mki_size = (unsigned int)unhex(argv[2 + 2 * i], mkis[i], SRTP_MAX_MKI_LEN);
-        if (unhex(argv[3 + 2 * i], keys[i], MASTER_LEN) != MASTER_LEN) {
+        master[i].mki_size = (unsigned int)unhex(argv[3 + 2 * i], mkis[i], SRTP_MAX_MKI_LEN);
+        if (unhex(argv[4 + 2 * i], keys[i], MASTER_LEN) != MASTER_LEN) {
             die("master key must be 30 bytes");
         }
         master[i].mki_id = mkis[i];
@@ -88,7 +92,11 @@ int main(int argc, char **argv)
     }
     srtp_policy_t policy;
     memset(&policy, 0, sizeof(policy));
-    srtp_crypto_policy_set_rtp_default(&policy.rtp);
+    if (short_tag) {
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&policy.rtp);
+    } else {
+        srtp_crypto_policy_set_rtp_default(&policy.rtp);
+    }
     srtp_crypto_policy_set_rtcp_default(&policy.rtcp);
     policy.ssrc.type = protect ? ssrc_any_outbound : ssrc_any_inbound;
     policy.key = NULL;

@@ -82,6 +82,15 @@ impl Window {
         }
     }
 
+    /// Records `index` in the window of `slot`, starting one if the stream has
+    /// none yet.
+    pub(super) fn record_into(slot: &mut Option<Self>, index: u64) {
+        match slot {
+            Some(window) => window.record(index),
+            empty => *empty = Some(Self::starting_at(index)),
+        }
+    }
+
     /// Records `index` (which [`Self::check`] accepted), sliding the window
     /// forward when it is the new highest.
     pub(super) fn record(&mut self, index: u64) {

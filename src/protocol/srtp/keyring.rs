@@ -108,7 +108,7 @@ impl KeyRing {
     /// Derives the session keys of `mtk` and installs them under `mki`.
     pub(super) fn add(&mut self, mki: &[u8], mtk: &Mtk) -> Result<(), SrtpError> {
         let mki = self.mki(mki)?;
-        if self.find(mki.as_bytes()).is_some() {
+        if self.position(mki.as_bytes()).is_ok() {
             return Err(SrtpError::DuplicateMki(mki));
         }
         if self.keys.len() >= MAX_MASTER_KEYS {
@@ -126,25 +126,29 @@ impl KeyRing {
     }
 
     pub(super) fn remove(&mut self, mki: &[u8]) -> Result<(), SrtpError> {
-        let mki = self.mki(mki)?;
-        let pos = self
-            .keys
-            .iter()
-            .position(|k| k.mki == mki)
-            .ok_or(SrtpError::UnknownMki(mki))?;
+        let pos = self.position(mki)?;
         self.keys.swap_remove(pos);
         Ok(())
     }
 
-    /// The key whose MKI equals `mki` (the wire bytes, of any length).
-    pub(super) fn find(&self, mki: &[u8]) -> Option<&MasterKey> {
-        self.keys.iter().find(|k| k.mki.as_bytes() == mki)
+    /// The slot of the key whose MKI equals `mki` (the wire bytes, any length).
+    /// Slots change when a key is removed.
+    pub(super) fn position(&self, mki: &[u8]) -> Result<usize, SrtpError> {
+        // Fixed-size comparison: no memcmp call on the packet path.
+        MkiBytes::new(mki)
+            .and_then(|wanted| self.keys.iter().position(|k| k.mki == wanted))
+            .ok_or_else(|| SrtpError::UnknownMki(MkiBytes::truncated(mki)))
     }
 
-    /// Like [`Self::find`], with the typed error for an unknown MKI.
+    /// The key in slot `pos` (from [`Self::position`]).
+    pub(super) fn at(&self, pos: usize) -> Option<&MasterKey> {
+        self.keys.get(pos)
+    }
+
+    /// The key whose MKI equals `mki`, or the typed error for an unknown MKI.
     pub(super) fn get(&self, mki: &[u8]) -> Result<&MasterKey, SrtpError> {
-        self.find(mki)
-            .ok_or_else(|| SrtpError::UnknownMki(MkiBytes::truncated(mki)))
+        let pos = self.position(mki)?;
+        Ok(&self.keys[pos])
     }
 
     pub(super) fn mkis(&self) -> impl Iterator<Item = MkiBytes> + '_ {

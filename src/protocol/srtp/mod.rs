@@ -10,6 +10,31 @@
 //! The packet index is kept per SSRC, independent of the master key, so it runs
 //! on across MTK switches, and the sender refuses ever to protect the same
 //! (SSRC, index) twice (design §3 "never repeats (MTK, SSRC, packet index)").
+//!
+//! ```
+//! use mbms_gateway::protocol::keys::{Mki, MskId, Mtk, MtkId, MtkKey, MtkSalt};
+//! use mbms_gateway::protocol::srtp::{SrtpConfig, SrtpReceiver, SrtpSender};
+//!
+//! let mki = Mki { msk_id: MskId::new(1, 7), mtk_id: MtkId(42) }.to_bytes();
+//! let mtk = Mtk { key: MtkKey::new([0x11; 16]), salt: MtkSalt::new([0x22; 14]) };
+//!
+//! let mut sender = SrtpSender::new(SrtpConfig::mbms())?;
+//! sender.add_master_key(&mki, &mtk)?;
+//! sender.set_active_key(&mki)?;
+//!
+//! // An RTP packet (V=2, SEQ 1, SSRC 0xcafebabe) with room for MKI and tag.
+//! let rtp = [0x80, 96, 0, 1, 0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe, 1, 2, 3];
+//! let mut buf = [0u8; 64];
+//! buf[..rtp.len()].copy_from_slice(&rtp);
+//! let srtp_len = sender.protect(&mut buf, rtp.len())?;
+//! assert_eq!(srtp_len, rtp.len() + SrtpConfig::mbms().rtp_overhead());
+//!
+//! let mut receiver = SrtpReceiver::new(SrtpConfig::mbms())?;
+//! receiver.add_master_key(&mki, &mtk)?;
+//! let rtp_len = receiver.unprotect(&mut buf[..srtp_len])?;
+//! assert_eq!(&buf[..rtp_len], &rtp);
+//! # Ok::<(), mbms_gateway::protocol::srtp::SrtpError>(())
+//! ```
 
 mod crypto;
 mod index;
@@ -104,6 +129,19 @@ impl SrtpConfig {
         }
         Ok(())
     }
+}
+
+/// The protected length of a `len`-byte packet in `buf` with `overhead` bytes
+/// appended, if `buf` has room for it.
+fn protected_len(buf: &[u8], len: usize, overhead: usize) -> Result<usize, SrtpError> {
+    let needed = len.saturating_add(overhead);
+    if buf.len() < needed {
+        return Err(SrtpError::BufferTooSmall {
+            needed,
+            available: buf.len(),
+        });
+    }
+    Ok(needed)
 }
 
 /// Why a packet or a key operation was refused. Nothing here carries key bytes;

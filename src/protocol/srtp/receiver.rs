@@ -19,13 +19,16 @@ pub(super) struct ReceiverStream {
 
 /// SRTP/SRTCP unprotection for one session.
 ///
-/// A new SSRC starts at ROC 0 (RFC 3711 §3.3.1); from then on the ROC follows
-/// the SEQ, and the replay window (RFC 3711 §3.3.2) refuses repeats.
+/// A new SSRC starts at ROC 0 (RFC 3711 §3.3.1), or at the first ROC that
+/// authenticates when [`SrtpReceiver::set_max_initial_roc`] allows a late join;
+/// from then on the ROC follows the SEQ, and the replay window (RFC 3711
+/// §3.3.2) refuses repeats.
 #[derive(Debug)]
 pub struct SrtpReceiver {
     pub(super) config: SrtpConfig,
     pub(super) keys: KeyRing,
     pub(super) streams: Streams<ReceiverStream>,
+    max_initial_roc: u32,
 }
 
 impl SrtpReceiver {
@@ -35,7 +38,19 @@ impl SrtpReceiver {
             config,
             keys: KeyRing::new(config.mki_len),
             streams: Streams::new(config.max_streams),
+            max_initial_roc: 0,
         })
+    }
+
+    /// Lets the first packet of a new SSRC authenticate under any ROC up to
+    /// `max_roc`, not only 0. MBMS has no receiver feedback (RTCP RR is off,
+    /// TS 26.346 §8.2), so a UE joining after the sender's SEQ wrapped cannot
+    /// learn the ROC otherwise (wire reference §4.2). The tag is the oracle:
+    /// a new stream costs up to `max_roc + 1` HMACs per packet until one
+    /// authenticates, and with the 32-bit tag a forgery's chance grows by the
+    /// same factor, so keep the bound to what the session's age requires.
+    pub fn set_max_initial_roc(&mut self, max_roc: u32) {
+        self.max_initial_roc = max_roc;
     }
 
     pub fn config(&self) -> &SrtpConfig {
@@ -85,29 +100,31 @@ impl SrtpReceiver {
         let mki_end = buf.len() - tag_len;
         let key = self.keys.get(&buf[rtp_len..mki_end])?;
 
-        let window = self.streams.get(ssrc).and_then(|s| s.rtp);
-        let index = match &window {
-            None => u64::from(seq),
+        let authenticated = |index: u64| {
+            let roc = ((index >> 16) as u32).to_be_bytes();
+            key.rtp.verify(&[&buf[..rtp_len], &roc], &buf[mki_end..])
+        };
+        let index = match self.streams.get(ssrc).and_then(|s| s.rtp) {
             Some(window) => {
-                let refuse = |index, why| replay_error(window, ssrc, index, why);
+                let refuse = |index, why| replay_error(&window, ssrc, index, why);
                 let index = estimate_index(window.highest(), seq)
                     .map_err(|why| refuse(u64::from(seq), why))?;
                 window.check(index).map_err(|why| refuse(index, why))?;
-                index
+                Some(index).filter(|&i| authenticated(i))
             }
+            // A new stream: ROC 0 unless a search for a late join is enabled.
+            None => (0..=u64::from(self.max_initial_roc))
+                .map(|roc| roc << 16 | u64::from(seq))
+                .find(|&i| authenticated(i)),
         };
-        let roc = ((index >> 16) as u32).to_be_bytes();
-        if !key.rtp.verify(&[&buf[..rtp_len], &roc], &buf[mki_end..]) {
+        let Some(index) = index else {
             return Err(SrtpError::AuthenticationFailed { ssrc });
-        }
+        };
 
         let stream = self.streams.get_or_insert(ssrc)?;
         key.rtp
             .apply_keystream(ssrc, index, &mut buf[header_len..rtp_len]);
-        match &mut stream.rtp {
-            Some(window) => window.record(index),
-            empty => *empty = Some(Window::starting_at(index)),
-        }
+        Window::record_into(&mut stream.rtp, index);
         Ok(rtp_len)
     }
 }

@@ -56,6 +56,7 @@ impl<'a> Codec<'a> for RtpHeader<'a> {
         }
     }
 
+    #[inline]
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let first = r.u8("RTP V/P/X/CC")?;
         let version = first >> 6;
@@ -91,6 +92,7 @@ impl<'a> Codec<'a> for RtpHeader<'a> {
 impl<'a> RtpHeader<'a> {
     /// Parses the header at the start of `packet`; returns it with its length
     /// (the offset of the payload).
+    #[inline]
     pub fn parse(packet: &'a [u8]) -> Result<(Self, usize), DecodeError> {
         let mut r = Reader::new(packet);
         let header = Self::read(&mut r)?;

@@ -5,7 +5,7 @@ use super::index::{Rejection, Window, estimate_index};
 use super::keyring::{KeyRing, MasterKey, MkiBytes};
 use super::rtp::RtpHeader;
 use super::streams::Streams;
-use super::{SrtpConfig, SrtpError};
+use super::{SrtpConfig, SrtpError, protected_len};
 use crate::protocol::keys::Mtk;
 
 /// Per-SSRC sending state. It does not depend on the master key, so the packet
@@ -28,7 +28,8 @@ pub(super) struct SenderStream {
 pub struct SrtpSender {
     pub(super) config: SrtpConfig,
     pub(super) keys: KeyRing,
-    active: Option<MkiBytes>,
+    /// Key-ring slot of the key protecting new packets.
+    active: Option<usize>,
     pub(super) streams: Streams<SenderStream>,
 }
 
@@ -55,22 +56,24 @@ impl SrtpSender {
 
     /// Retires a master key. The active key cannot be retired: switch first.
     pub fn remove_master_key(&mut self, mki: &[u8]) -> Result<(), SrtpError> {
-        let mki_value = self.keys.mki(mki)?;
-        if self.active == Some(mki_value) {
-            return Err(SrtpError::ActiveKeyRemoval(mki_value));
+        let active = self.active_key();
+        if let Some(active) = active.filter(|a| a.as_bytes() == mki) {
+            return Err(SrtpError::ActiveKeyRemoval(active));
         }
-        self.keys.remove(mki)
+        self.keys.remove(mki)?;
+        // Removal may move the active key to another slot.
+        self.active = active.and_then(|a| self.keys.position(a.as_bytes()).ok());
+        Ok(())
     }
 
     /// Protects every following packet under the installed key named `mki`.
     pub fn set_active_key(&mut self, mki: &[u8]) -> Result<(), SrtpError> {
-        let key = self.keys.get(mki)?;
-        self.active = Some(key.mki);
+        self.active = Some(self.keys.position(mki)?);
         Ok(())
     }
 
     pub fn active_key(&self) -> Option<MkiBytes> {
-        self.active
+        Some(self.keys.at(self.active?)?.mki)
     }
 
     /// The MKIs of the installed master keys.
@@ -88,8 +91,10 @@ impl SrtpSender {
         &mut self,
         ssrc: u32,
     ) -> Result<(&MasterKey, &mut SenderStream), SrtpError> {
-        let mki = self.active.ok_or(SrtpError::NoActiveKey)?;
-        let key = self.keys.get(mki.as_bytes())?;
+        let key = self
+            .active
+            .and_then(|pos| self.keys.at(pos))
+            .ok_or(SrtpError::NoActiveKey)?;
         Ok((key, self.streams.get_or_insert(ssrc)?))
     }
 
@@ -97,21 +102,12 @@ impl SrtpSender {
     /// payload, appends the MKI and the tag (RFC 3711 §3.1), and returns the
     /// SRTP length. `buf` needs [`SrtpConfig::rtp_overhead`] spare bytes.
     pub fn protect(&mut self, buf: &mut [u8], rtp_len: usize) -> Result<usize, SrtpError> {
-        let packet = buf.get(..rtp_len).ok_or(SrtpError::BufferTooSmall {
-            needed: rtp_len,
-            available: buf.len(),
-        })?;
-        let (header, header_len) = RtpHeader::parse(packet).map_err(SrtpError::MalformedRtp)?;
+        let srtp_len = protected_len(buf, rtp_len, self.config.rtp_overhead())?;
+        let (header, header_len) =
+            RtpHeader::parse(&buf[..rtp_len]).map_err(SrtpError::MalformedRtp)?;
         let ssrc = header.ssrc;
         let seq = header.sequence_number;
         let mki_end = rtp_len + self.config.mki_len;
-        let srtp_len = mki_end + self.config.tag.size();
-        if buf.len() < srtp_len {
-            return Err(SrtpError::BufferTooSmall {
-                needed: srtp_len,
-                available: buf.len(),
-            });
-        }
         let tag_len = self.config.tag.size();
         let (key, stream) = self.key_and_stream(ssrc)?;
         let index = match &stream.rtp {
@@ -126,10 +122,7 @@ impl SrtpSender {
         buf[rtp_len..mki_end].copy_from_slice(key.mki.as_bytes());
         buf[mki_end..srtp_len].copy_from_slice(&tag[..tag_len]);
 
-        match &mut stream.rtp {
-            Some(window) => window.record(index),
-            empty => *empty = Some(Window::starting_at(index)),
-        }
+        Window::record_into(&mut stream.rtp, index);
         Ok(srtp_len)
     }
 }

@@ -7,7 +7,7 @@ use super::index::{MAX_SRTCP_INDEX, Window};
 use super::receiver::{SrtpReceiver, replay_error};
 use super::rtp::RtcpHeader;
 use super::sender::SrtpSender;
-use super::{SRTCP_TAG, SrtpError};
+use super::{SRTCP_TAG, SrtpError, protected_len};
 use crate::protocol::codec::{Codec, Reader};
 
 /// E flag: the packet's payload is encrypted.
@@ -27,20 +27,10 @@ impl SrtpSender {
     /// spare bytes. Each SSRC has its own SRTCP index, from 0 up (RFC 3711
     /// §3.4); it is never reused, so after 2^31 packets the SSRC is refused.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], rtcp_len: usize) -> Result<usize, SrtpError> {
-        let packet = buf.get(..rtcp_len).ok_or(SrtpError::BufferTooSmall {
-            needed: rtcp_len,
-            available: buf.len(),
-        })?;
-        let ssrc = rtcp_ssrc(packet)?;
+        let srtcp_len = protected_len(buf, rtcp_len, self.config.rtcp_overhead())?;
+        let ssrc = rtcp_ssrc(&buf[..rtcp_len])?;
         let word_end = rtcp_len + INDEX_WORD;
         let mki_end = word_end + self.config.mki_len;
-        let srtcp_len = mki_end + SRTCP_TAG.size();
-        if buf.len() < srtcp_len {
-            return Err(SrtpError::BufferTooSmall {
-                needed: srtcp_len,
-                available: buf.len(),
-            });
-        }
         let (key, stream) = self.key_and_stream(ssrc)?;
         let index = stream.rtcp_next;
         if index > MAX_SRTCP_INDEX {
@@ -93,10 +83,7 @@ impl SrtpReceiver {
             key.rtcp
                 .apply_keystream(ssrc, index, &mut buf[RtcpHeader::LEN..rtcp_len]);
         }
-        match &mut stream.rtcp {
-            Some(window) => window.record(index),
-            empty => *empty = Some(Window::starting_at(index)),
-        }
+        Window::record_into(&mut stream.rtcp, index);
         Ok(rtcp_len)
     }
 }

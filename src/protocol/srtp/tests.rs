@@ -413,7 +413,7 @@ fn protect_checks_buffer_and_header() {
     );
     assert!(matches!(
         tx.protect(&mut buf, 200),
-        Err(SrtpError::BufferTooSmall { needed: 200, .. })
+        Err(SrtpError::BufferTooSmall { needed: 216, .. })
     ));
     buf[0] = 0x40;
     assert!(matches!(
@@ -531,5 +531,99 @@ proptest! {
             seq = seq.wrapping_add(step);
         }
         prop_assert_eq!(tx.highest_index(0x0bad_cafe), rx.highest_index(0x0bad_cafe));
+    }
+}
+
+/// A late joiner: the sender's SEQ has wrapped three times. With the default
+/// ROC 0 the receiver cannot authenticate; a ROC search finds ROC 3 and the
+/// stream continues from there.
+#[test]
+fn late_join_finds_roc_by_search() {
+    let cfg = SrtpConfig::mbms();
+    let mut tx = sender(cfg, &mbms_mki(1), &mtk(9));
+    let ssrc = 5;
+    let mut seq = 0u16;
+    for _ in 0..3 * 65536 + 10 {
+        let (mut buf, len) = rtp_packet(ssrc, seq, 0);
+        tx.protect(&mut buf, len).unwrap();
+        seq = seq.wrapping_add(1);
+    }
+    let (mut buf, len) = rtp_packet(ssrc, seq, 30);
+    let plain = buf[..len].to_vec();
+    let n = tx.protect(&mut buf, len).unwrap();
+    let packet = buf[..n].to_vec();
+
+    let mut rx = receiver(cfg, &mbms_mki(1), &mtk(9));
+    assert_eq!(
+        rx.unprotect(&mut packet.clone()),
+        Err(SrtpError::AuthenticationFailed { ssrc })
+    );
+    rx.set_max_initial_roc(2);
+    assert_eq!(
+        rx.unprotect(&mut packet.clone()),
+        Err(SrtpError::AuthenticationFailed { ssrc })
+    );
+    rx.set_max_initial_roc(8);
+    let mut buf = packet;
+    assert_eq!(rx.unprotect(&mut buf), Ok(len));
+    assert_eq!(buf[..len], plain[..]);
+    assert_eq!(rx.highest_index(ssrc), Some(3 << 16 | u64::from(seq)));
+    round_trip(&mut tx, &mut rx, ssrc, seq.wrapping_add(1), 30);
+}
+
+/// SRTCP with E = 0 (RFC 3711 §3.4): authenticated, payload left in clear.
+#[test]
+fn srtcp_unencrypted_packet_is_authenticated_only() {
+    let cfg = SrtpConfig::mbms();
+    let mut rx = receiver(cfg, &mbms_mki(1), &mtk(3));
+    let mut packet = hex::decode(LIBSRTP_RTCP).unwrap();
+    let len = packet.len();
+    packet.extend_from_slice(&7u32.to_be_bytes());
+    let tag = rx.keys.get(&mbms_mki(1)).unwrap().rtcp.mac(&[&packet]);
+    packet.extend_from_slice(&mbms_mki(1));
+    packet.extend_from_slice(&tag[..10]);
+    let mut buf = packet.clone();
+    assert_eq!(rx.unprotect_rtcp(&mut buf), Ok(len));
+    assert_eq!(hex::encode(&buf[..len]), LIBSRTP_RTCP);
+    assert_eq!(
+        rx.unprotect_rtcp(&mut packet.clone()),
+        Err(SrtpError::Replayed {
+            ssrc: 0xcafe_babe,
+            index: 7
+        })
+    );
+    // Setting E on the same bytes breaks the tag.
+    packet[len] |= 0x80;
+    let mut fresh = receiver(cfg, &mbms_mki(1), &mtk(3));
+    assert!(matches!(
+        fresh.unprotect_rtcp(&mut packet),
+        Err(SrtpError::AuthenticationFailed { .. })
+    ));
+}
+
+proptest! {
+    /// Any single bit flip in a protected packet is refused, never accepted.
+    #[test]
+    fn any_bit_flip_is_refused(seq in any::<u16>(), payload_len in 0usize..300, bit in any::<proptest::sample::Index>(), rtcp in any::<bool>()) {
+        let cfg = SrtpConfig::mbms();
+        let mut tx = sender(cfg, &mbms_mki(1), &mtk(4));
+        let mut rx = receiver(cfg, &mbms_mki(1), &mtk(4));
+        let (mut buf, len) = rtp_packet(3, seq, payload_len);
+        let n = if rtcp {
+            buf[0] = 0x80;
+            buf[1] = 200;
+            tx.protect_rtcp(&mut buf, len).unwrap()
+        } else {
+            tx.protect(&mut buf, len).unwrap()
+        };
+        let mut bad = buf[..n].to_vec();
+        let bit = bit.index(n * 8);
+        bad[bit / 8] ^= 1 << (bit % 8);
+        let result = if rtcp { rx.unprotect_rtcp(&mut bad) } else { rx.unprotect(&mut bad) };
+        prop_assert!(result.is_err(), "flipped bit {} accepted", bit);
+        // The genuine packet still goes through afterwards.
+        let mut good = buf[..n].to_vec();
+        let result = if rtcp { rx.unprotect_rtcp(&mut good) } else { rx.unprotect(&mut good) };
+        prop_assert_eq!(result, Ok(len));
     }
 }
