@@ -510,3 +510,28 @@ fn header_rejections() {
         Err(DcfReadError::Malformed(_))
     ));
 }
+
+/// PlaintextLength 21 over a 20-byte object pads to the same 32 bytes, so only
+/// the padding found at the end can reveal the lie.
+#[test]
+fn plaintext_length_lie_is_detected_at_finish() {
+    let mut dcf = write_dcf(
+        params(EncryptionMethod::Aes128Cbc, 20),
+        &payload(20),
+        &mut Chunks::new(11, 50),
+    );
+    let writer = DcfWriter::new(
+        params(EncryptionMethod::Aes128Cbc, 20),
+        &MtkKey::new(KEY),
+        IV,
+    )
+    .unwrap();
+    dcf[writer.layout().ohdr_offset as usize + 12 + 9] = 21;
+    assert_eq!(
+        read_dcf(&dcf, KEY, &mut Chunks::new(12, 50)).unwrap_err(),
+        DcfReadError::PlaintextLength {
+            declared: 21,
+            actual: 20
+        }
+    );
+}
