@@ -1,7 +1,7 @@
 //! Runs a block mode (CBC encrypt or decrypt) over input that arrives in chunks of
 //! any size: whole blocks are processed in one batched call per chunk (AES-NI
 //! pipelines CBC decryption across blocks), and an incomplete block is carried
-//! to the next call.
+//! to the next call. Output is copied and transformed in L1-sized strides.
 
 use aes::Block;
 use aes::cipher::consts::U16;
@@ -65,6 +65,26 @@ impl BlockCarry {
     }
 }
 
+/// Bytes copied and transformed per step: small enough that the copy is still
+/// in L1 when the cipher reads it back, so a large chunk costs one pass over
+/// memory, not two.
+const STRIDE: usize = 16 * 1024;
+
+/// Appends `input` to `out` and transforms the appended bytes in place, one
+/// stride at a time.
+pub(super) fn extend_transformed(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    mut apply: impl FnMut(&mut [u8]),
+) {
+    out.reserve(input.len());
+    for stride in input.chunks(STRIDE) {
+        let start = out.len();
+        out.extend_from_slice(stride);
+        apply(&mut out[start..]);
+    }
+}
+
 /// Copies whole blocks to the end of `out` and transforms them there.
 fn process_in_place(
     blocks: &[u8],
@@ -72,13 +92,9 @@ fn process_in_place(
     apply: &mut impl FnMut(InOutBuf<'_, '_, Block>),
 ) {
     debug_assert_eq!(blocks.len() % BLOCK_LEN, 0);
-    if blocks.is_empty() {
-        return;
-    }
-    let start = out.len();
-    out.extend_from_slice(blocks);
-    let (whole, _) = InOutBuf::from(&mut out[start..]).into_chunks::<U16>();
-    apply(whole);
+    extend_transformed(blocks, out, |bytes| {
+        apply(InOutBuf::from(bytes).into_chunks::<U16>().0)
+    });
 }
 
 /// RFC 2630 §6.3 padding check on the final decrypted block: the last byte is

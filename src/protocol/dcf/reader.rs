@@ -8,7 +8,7 @@ use aes::Aes128Dec;
 use aes::Aes128Enc;
 use aes::cipher::{BlockDecryptMut, KeyIvInit, StreamCipher};
 
-use super::block_stream::{BLOCK_LEN, BlockCarry, unpadded_len};
+use super::block_stream::{BLOCK_LEN, BlockCarry, extend_transformed, unpadded_len};
 use super::boxes::FullBoxHeader;
 use super::boxes::{BoxHeader, ContentObjectHeader, DiscreteHeaders, FileType, FourCc};
 use super::error::DcfReadError;
@@ -353,8 +353,7 @@ impl DcfReader {
                 }
             }
             Decryptor::Ctr(ctr) => {
-                out.extend_from_slice(input);
-                ctr.apply_keystream(&mut out[start..]);
+                extend_transformed(input, out, |bytes| ctr.apply_keystream(bytes));
             }
         }
         self.produced += (out.len() - start) as u64;

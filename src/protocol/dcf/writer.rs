@@ -7,7 +7,7 @@
 use aes::Aes128Enc;
 use aes::cipher::{BlockEncryptMut, KeyIvInit, StreamCipher};
 
-use super::block_stream::BlockCarry;
+use super::block_stream::{BlockCarry, extend_transformed};
 use super::boxes::FullBoxHeader;
 use super::boxes::{CommonHeaders, ContentObjectHeader, DiscreteHeaders, FileType, FourCc};
 use super::error::DcfWriteError;
@@ -173,9 +173,7 @@ impl DcfWriter {
                 carry.process(input, out, |blocks| cbc.encrypt_blocks_inout_mut(blocks));
             }
             Encryptor::Ctr(ctr) => {
-                let start = out.len();
-                out.extend_from_slice(input);
-                ctr.apply_keystream(&mut out[start..]);
+                extend_transformed(input, out, |bytes| ctr.apply_keystream(bytes));
             }
         }
         Ok(())
