@@ -144,17 +144,21 @@ impl FullBoxHeader {
     }
 
     /// Reads a full box header, requiring `expected` type and version 0.
+    /// `what` names the box and `version_what` its version field in errors.
     pub fn read_expecting(
         r: &mut Reader<'_>,
         expected: FourCc,
-        what: &'static str,
+        (what, version_what): (&'static str, &'static str),
     ) -> Result<Self, DecodeError> {
         let full = Self::read(r)?;
         if full.header.box_type != expected {
             return Err(DecodeError::invalid(what, "unexpected box type"));
         }
         if full.version != 0 {
-            return Err(DecodeError::unsupported(what, u64::from(full.version)));
+            return Err(DecodeError::unsupported(
+                version_what,
+                u64::from(full.version),
+            ));
         }
         if full.header.size < full.header_len() as u64 {
             return Err(DecodeError::invalid(
@@ -339,7 +343,7 @@ impl Codec<'_> for CommonHeaders {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let full = FullBoxHeader::read_expecting(r, FourCc::OHDR, "ohdr")?;
+        let full = FullBoxHeader::read_expecting(r, FourCc::OHDR, ("ohdr", "ohdr version"))?;
         let mut b = body(r, full.header.size, full.header_len(), "ohdr")?;
         let encryption_method = b.u8("ohdr EncryptionMethod")?;
         let padding_scheme = b.u8("ohdr PaddingScheme")?;
@@ -400,7 +404,7 @@ impl Codec<'_> for DiscreteHeaders {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let full = FullBoxHeader::read_expecting(r, FourCc::ODHE, "odhe")?;
+        let full = FullBoxHeader::read_expecting(r, FourCc::ODHE, ("odhe", "odhe version"))?;
         let mut b = body(r, full.header.size, full.header_len(), "odhe")?;
         let content_type_len = b.u8("odhe ContentTypeLength")?;
         let content_type = utf8(
@@ -461,7 +465,7 @@ impl Codec<'_> for ContentObjectHeader {
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            box_header: FullBoxHeader::read_expecting(r, FourCc::ODDA, "odda")?,
+            box_header: FullBoxHeader::read_expecting(r, FourCc::ODDA, ("odda", "odda version"))?,
             encrypted_data_len: r.u64("odda EncryptedDataLength")?,
         })
     }

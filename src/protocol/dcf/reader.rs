@@ -14,7 +14,7 @@ use super::boxes::{BoxHeader, ContentObjectHeader, DiscreteHeaders, FileType, Fo
 use super::error::DcfReadError;
 use super::key_id::MbmsKeyId;
 use super::textual_headers;
-use super::{EncryptionMethod, IV_LEN, METHOD_NULL};
+use super::{EncryptionMethod, IV_LEN};
 use crate::protocol::codec::{Codec, Reader};
 use crate::protocol::keys::MtkKey;
 
@@ -139,9 +139,9 @@ impl DcfHeader {
         let odrm_pos = ftyp_end;
         let odrm_box = ready!(expect_box(buf, odrm_pos, FourCc::ODRM, true)?);
         let mut r = Reader::new(&buf[odrm_pos..]);
-        let odrm = FullBoxHeader::read_expecting(&mut r, FourCc::ODRM, "odrm")?;
+        let odrm = FullBoxHeader::read_expecting(&mut r, FourCc::ODRM, ("odrm", "odrm version"))?;
         debug_assert_eq!(odrm.header, odrm_box);
-        let odrm_end = odrm_pos as u64 + odrm.header.size;
+        let odrm_end = (odrm_pos as u64).saturating_add(odrm.header.size);
 
         // odhe, whole.
         let odhe_pos = odrm_pos + odrm.header_len();
@@ -163,7 +163,6 @@ impl DcfHeader {
                 });
             }
         };
-        debug_assert_ne!(method.code(), METHOD_NULL);
         if common.padding_scheme != method.padding_scheme() {
             return Err(DcfReadError::PaddingMismatch {
                 method: common.encryption_method,

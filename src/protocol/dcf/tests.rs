@@ -6,6 +6,7 @@ use aes::cipher::{BlockEncrypt, KeyInit};
 use proptest::prelude::*;
 
 use super::*;
+use crate::protocol::codec::DecodeError;
 use crate::protocol::keys::{KeyDomainId, MskId, MtkId, MtkKey};
 
 const KEY: [u8; 16] = *b"0123456789abcdef";
@@ -505,9 +506,17 @@ fn header_rejections() {
         Err(DcfReadError::KeyId(KeyIdError::NotHex { position: 0 }))
     ));
     // Version 1 of ohdr.
-    assert!(matches!(
+    assert_eq!(
         parse_with(|h, l| h[l.ohdr_offset as usize + 8] = 1),
-        Err(DcfReadError::Malformed(_))
+        Err(DcfReadError::Malformed(DecodeError::Unsupported {
+            what: "ohdr version",
+            value: 1
+        }))
+    );
+    // An odrm size near 2^64 must not overflow the end computation.
+    assert!(matches!(
+        parse_with(|h, _| h[28..36].copy_from_slice(&u64::MAX.to_be_bytes())),
+        Ok(HeaderParse::Complete { .. })
     ));
 }
 
