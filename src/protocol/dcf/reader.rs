@@ -137,10 +137,9 @@ impl DcfHeader {
 
         // odrm: only its header; its end bounds the children.
         let odrm_pos = ftyp_end;
-        let odrm_box = ready!(expect_box(buf, odrm_pos, FourCc::ODRM, true)?);
+        ready!(expect_box(buf, odrm_pos, FourCc::ODRM, true)?);
         let mut r = Reader::new(&buf[odrm_pos..]);
         let odrm = FullBoxHeader::read_expecting(&mut r, FourCc::ODRM, ("odrm", "odrm version"))?;
-        debug_assert_eq!(odrm.header, odrm_box);
         let odrm_end = (odrm_pos as u64).saturating_add(odrm.header.size);
 
         // odhe, whole.

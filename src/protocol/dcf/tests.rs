@@ -149,6 +149,24 @@ proptest! {
         }
     }
 
+    /// A valid header cut anywhere and followed by random bytes: reaches the
+    /// deeper boxes that purely random input never gets to.
+    #[test]
+    fn valid_prefix_then_random_bytes_never_panic(
+        cut in 0usize..171,
+        tail in prop::collection::vec(any::<u8>(), 0..120),
+    ) {
+        let writer = DcfWriter::new(params(EncryptionMethod::Aes128Cbc, 20), &MtkKey::new(KEY), IV).unwrap();
+        let mut bytes = writer.header()[..cut].to_vec();
+        bytes.extend_from_slice(&tail);
+        if let Ok(HeaderParse::Complete { header, header_len }) = DcfHeader::parse(&bytes) {
+            let mut reader = DcfReader::new(header, &MtkKey::new(KEY));
+            let mut out = Vec::new();
+            reader.decrypt(&bytes[header_len..], &mut out);
+            let _ = reader.finish(&mut out);
+        }
+    }
+
     /// Valid objects with one byte changed: every field gets hit, and the
     /// reader either rejects or decrypts, never panics.
     #[test]
