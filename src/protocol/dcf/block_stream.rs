@@ -65,9 +65,8 @@ impl BlockCarry {
     }
 }
 
-/// Bytes copied and transformed per step: small enough that the copy is still
-/// in L1 when the cipher reads it back, so a large chunk costs one pass over
-/// memory, not two.
+/// Bytes copied and then transformed per step, so the cipher reads back from
+/// L1 what the copy just wrote.
 const STRIDE: usize = 16 * 1024;
 
 /// Appends `input` to `out` and transforms the appended bytes in place, one
