@@ -3,6 +3,7 @@
 //! socket, a file, a thread or the system clock.
 
 pub mod codec;
+pub mod dcf;
 pub mod keys;
 pub mod mikey;
 pub mod mtk_schedule;
