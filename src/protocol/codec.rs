@@ -87,11 +87,14 @@ impl<'a> Reader<'a> {
     }
 
     pub fn peek_u8(&self, what: &'static str) -> Result<u8, DecodeError> {
-        self.buf.get(self.pos).copied().ok_or(DecodeError::Truncated {
-            what,
-            needed: 1,
-            available: 0,
-        })
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(DecodeError::Truncated {
+                what,
+                needed: 1,
+                available: 0,
+            })
     }
 
     pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {

@@ -141,7 +141,13 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let k = Msk::new([0x42; 16]);
-        let text = format!("{k:?} {:?}", Mtk { key: MtkKey::new([7; 16]), salt: MtkSalt::new([9; 14]) });
+        let text = format!(
+            "{k:?} {:?}",
+            Mtk {
+                key: MtkKey::new([7; 16]),
+                salt: MtkSalt::new([9; 14])
+            }
+        );
         assert!(!text.contains("42") && !text.contains("66"), "{text}");
         assert!(text.contains("Secret<16>(..)"));
     }

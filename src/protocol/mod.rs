@@ -3,5 +3,6 @@
 //! socket, a file, a thread or the system clock.
 
 pub mod codec;
+pub mod flute;
 pub mod keys;
 pub mod profile;
