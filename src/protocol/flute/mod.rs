@@ -10,7 +10,7 @@ pub mod alc;
 pub mod ext;
 // pub mod fdt;
 pub mod lct;
-// pub mod object_sender;
+pub mod object_sender;
 pub mod oti;
 pub mod partition;
 
@@ -61,6 +61,8 @@ pub enum FluteError {
     SymbolLengthMismatch { expected: usize, got: usize },
     #[error("output buffer of {available} bytes is smaller than the {needed}-byte packet")]
     OutputTooSmall { needed: usize, available: usize },
+    #[error("TOI 0 is reserved for FDT Instances (RFC 3926 §3.3)")]
+    ReservedToi,
     #[error("object transmission is complete: no further packet")]
     ObjectComplete,
 }
