@@ -8,7 +8,7 @@
 
 pub mod alc;
 pub mod ext;
-// pub mod fdt;
+pub mod fdt;
 pub mod lct;
 pub mod object_sender;
 pub mod oti;
