@@ -139,6 +139,7 @@ pub struct SymbolRequest {
 
 #[derive(Debug, Clone)]
 pub struct ObjectSender {
+    oti: Oti,
     partition: BlockPartition,
     header_with_fti: Vec<u8>,
     header_without_fti: Vec<u8>,
@@ -215,6 +216,7 @@ impl ObjectSender {
             });
         }
         Ok(Self {
+            oti,
             partition,
             header_with_fti,
             header_without_fti,
@@ -225,6 +227,11 @@ impl ObjectSender {
             esi: 0,
             sent: 0,
         })
+    }
+
+    /// The OTI the packets carry, for the object's FDT entry.
+    pub fn oti(&self) -> &Oti {
+        &self.oti
     }
 
     pub fn partition(&self) -> &BlockPartition {

@@ -1,0 +1,265 @@
+//! Interoperability: the `flute` crate's receiver (ypo/flute) reassembles
+//! objects from our FDT (rendered from the shipped template) and our
+//! Compact No-Code ALC packets, in memory, with its MD5 check on.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use flute::core::UDPEndpoint;
+use flute::receiver::MultiReceiver;
+use flute::receiver::writer::ObjectWriterBufferBuilder;
+use md5::{Digest, Md5};
+
+use mbms_gateway::protocol::flute::fdt::{FdtFecOti, FdtFile, FdtInstance, FdtTemplate};
+use mbms_gateway::protocol::flute::object_sender::{ObjectKind, ObjectSender, ObjectSenderConfig};
+use mbms_gateway::protocol::profile;
+
+const TEMPLATE: &str = include_str!("../fdt-templates/3gpp-rel12.xml");
+const MAX_PACKET: usize = 1428;
+const TSI: u64 = 0x2a;
+/// Seconds between the NTP and Unix epochs.
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+struct Object {
+    location: &'static str,
+    content_type: &'static str,
+    toi: u128,
+    data: Vec<u8>,
+    max_source_block_length: u32,
+}
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(167).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+fn objects() -> Vec<Object> {
+    let one_symbol = profile_symbol_length() as usize;
+    let object = |location, content_type, toi, data, b| Object {
+        location,
+        content_type,
+        toi,
+        data,
+        max_source_block_length: b,
+    };
+    vec![
+        object(
+            "http://example.com/empty.txt",
+            "text/plain",
+            1,
+            Vec::new(),
+            64,
+        ),
+        object(
+            "http://example.com/one.bin",
+            "application/octet-stream",
+            2,
+            bytes(1, 1),
+            64,
+        ),
+        object(
+            "http://example.com/mikey/1-2",
+            profile::flute::MIKEY_CONTENT_TYPE,
+            3,
+            bytes(one_symbol, 2),
+            64,
+        ),
+        // ~3 MB in 34 source blocks of at most 64 symbols, on a 48-bit TOI.
+        object(
+            "http://example.com/seg?n=1&q=\"hd\"",
+            profile::dcf::CONTENT_TYPE,
+            0x1_0000,
+            bytes(3_000_001, 3),
+            64,
+        ),
+    ]
+}
+
+fn profile_symbol_length() -> u16 {
+    ObjectSenderConfig::new(TSI, ObjectKind::File { toi: 1 }, 0, MAX_PACKET).symbol_length
+}
+
+fn sender(kind: ObjectKind, len: usize, max_source_block_length: u32) -> ObjectSender {
+    let mut config = ObjectSenderConfig::new(TSI, kind, len as u64, MAX_PACKET);
+    config.max_source_block_length = max_source_block_length;
+    ObjectSender::new(&config).unwrap()
+}
+
+fn fdt_for(objects: &[Object], expires: u32) -> FdtInstance {
+    let files = objects
+        .iter()
+        .map(|o| {
+            let sender = sender(
+                ObjectKind::File { toi: o.toi },
+                o.data.len(),
+                o.max_source_block_length,
+            );
+            let mut file = FdtFile::new(o.location, o.toi);
+            file.content_length = Some(o.data.len() as u64);
+            file.transfer_length = Some(o.data.len() as u64);
+            file.content_type = Some(o.content_type.to_owned());
+            file.content_md5 = Some(Md5::digest(&o.data).into());
+            file.fec_oti = Some(FdtFecOti::from(sender.oti()));
+            if o.content_type == profile::dcf::CONTENT_TYPE {
+                file.decryption_key_uri = Some("http://example.com/mikey/1-2".to_owned());
+            }
+            file
+        })
+        .collect();
+    FdtInstance {
+        expires,
+        complete: true,
+        full_fdt: true,
+        files,
+    }
+}
+
+/// Every ALC packet of `data` as `kind`.
+fn packets(kind: ObjectKind, data: &[u8], max_source_block_length: u32) -> Vec<Vec<u8>> {
+    let mut sender = sender(kind, data.len(), max_source_block_length);
+    let mut buf = [0u8; MAX_PACKET];
+    let mut out = Vec::new();
+    while let Some(len) = sender.next_packet(data, &mut buf) {
+        out.push(buf[..len.unwrap()].to_vec());
+    }
+    out
+}
+
+struct Session {
+    receiver: MultiReceiver,
+    writer: Rc<ObjectWriterBufferBuilder>,
+    endpoint: UDPEndpoint,
+    now: SystemTime,
+}
+
+impl Session {
+    fn new() -> Self {
+        let writer = Rc::new(ObjectWriterBufferBuilder::new(true));
+        let mut receiver = MultiReceiver::new(writer.clone(), None, true);
+        let endpoint = UDPEndpoint::new(None, "224.0.0.1".to_owned(), 3000);
+        receiver.add_listen_tsi(endpoint.clone(), TSI);
+        Self {
+            receiver,
+            writer,
+            endpoint,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000),
+        }
+    }
+
+    fn expires(&self) -> u32 {
+        let unix = self
+            .now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (unix + NTP_UNIX_OFFSET + 3600) as u32
+    }
+
+    fn send(&mut self, fdt: &FdtInstance, objects: &[Object]) {
+        let template = FdtTemplate::parse("3gpp-rel12.xml", TEMPLATE).unwrap();
+        let xml = template.render(fdt).unwrap();
+        let mut all = packets(
+            ObjectKind::FdtInstance { instance_id: 1 },
+            xml.as_bytes(),
+            64,
+        );
+        for o in objects {
+            all.extend(packets(
+                ObjectKind::File { toi: o.toi },
+                &o.data,
+                o.max_source_block_length,
+            ));
+        }
+        for pkt in &all {
+            self.receiver.push(&self.endpoint, pkt, self.now).unwrap();
+        }
+        self.receiver.cleanup(self.now);
+    }
+}
+
+#[test]
+fn flute_receiver_reassembles_our_objects() {
+    let objects = objects();
+    let mut session = Session::new();
+    let fdt = fdt_for(&objects, session.expires());
+    session.send(&fdt, &objects);
+
+    let received = session.writer.objects.borrow();
+    assert_eq!(received.len(), objects.len());
+    for (o, announced) in objects.iter().zip(&fdt.files) {
+        let got = received
+            .iter()
+            .find(|r| r.borrow().meta.content_location == o.location)
+            .unwrap_or_else(|| panic!("{} not received", o.location));
+        let got = got.borrow();
+        assert!(
+            got.complete && !got.error,
+            "{}: complete {} error {}",
+            o.location,
+            got.complete,
+            got.error
+        );
+        assert!(got.data == o.data, "{}: data differs", o.location);
+        assert_eq!(got.meta.content_type.as_deref(), Some(o.content_type));
+        assert_eq!(got.meta.content_length, Some(o.data.len()));
+        assert_eq!(got.meta.transfer_length, Some(o.data.len()));
+        let oti = got.meta.oti.as_ref().expect("OTI known");
+        let announced = announced.fec_oti.as_ref().unwrap();
+        assert_eq!(
+            Some(oti.encoding_symbol_length),
+            announced.encoding_symbol_length
+        );
+        assert_eq!(
+            Some(oti.maximum_source_block_length),
+            announced.max_source_block_length
+        );
+    }
+}
+
+#[test]
+fn flute_parses_our_headers_the_same_way() {
+    let data = bytes(200_000, 9);
+    for pkt in packets(ObjectKind::File { toi: 0x1_0000 }, &data, 16) {
+        let alc = flute::core::alc::parse_alc_pkt(&pkt).unwrap();
+        assert_eq!(alc.lct.tsi, TSI);
+        assert_eq!(alc.lct.toi, 0x1_0000);
+        assert_eq!(alc.lct.cp, 0);
+        assert_eq!(alc.transfer_length, Some(data.len() as u64));
+        let oti = alc.oti.as_ref().unwrap();
+        assert_eq!(oti.maximum_source_block_length, 16);
+        let id = flute::core::alc::parse_payload_id(&alc, oti).unwrap();
+        assert!(id.sbn < 9 && id.esi < 16);
+    }
+    let fdt = packets(
+        ObjectKind::FdtInstance {
+            instance_id: 0xabcde,
+        },
+        b"<x/>",
+        64,
+    );
+    let alc = flute::core::alc::parse_alc_pkt(&fdt[0]).unwrap();
+    let info = alc.fdt_info.as_ref().unwrap();
+    assert_eq!(info.version, u32::from(profile::flute::FDT_VERSION));
+    assert_eq!(info.fdt_instance_id, 0xabcde);
+    assert!(alc.lct.close_object);
+}
+
+/// The MD5 check is live: a wrong Content-MD5 makes the receiver reject the object.
+#[test]
+fn wrong_content_md5_is_rejected() {
+    let objects = vec![Object {
+        location: "http://example.com/x.bin",
+        content_type: "application/octet-stream",
+        toi: 1,
+        data: bytes(5000, 4),
+        max_source_block_length: 64,
+    }];
+    let mut session = Session::new();
+    let mut fdt = fdt_for(&objects, session.expires());
+    fdt.files[0].content_md5 = Some([0; 16]);
+    session.send(&fdt, &objects);
+    let received = session.writer.objects.borrow();
+    let got = received[0].borrow();
+    assert!(got.error && !got.complete);
+}
