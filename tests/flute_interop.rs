@@ -111,6 +111,7 @@ fn fdt_for(objects: &[Object], expires: u32) -> FdtInstance {
         expires,
         complete: true,
         full_fdt: true,
+        fec_oti: None,
         files,
     }
 }
@@ -364,4 +365,53 @@ fn no_code_packets_match_flute_sender() {
         assert_eq!(hex::encode(&a[..32]), hex::encode(&b[..32]));
         assert!(a == b);
     }
+}
+
+/// Our parser reads the FDT Instance that `ypo/flute`'s sender writes.
+#[test]
+fn our_parser_reads_flute_fdt() {
+    use flute::sender::{ObjectDesc, Sender, TransferConfig};
+
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let oti = flute::core::Oti::new_no_code(1396, 64);
+    let endpoint = UDPEndpoint::new(None, "224.0.0.1".to_owned(), 3000);
+    let mut sender = Sender::new(endpoint, TSI, &oti, &Default::default());
+    let data = bytes(10_000, 6);
+    let location = url::Url::parse("http://example.com/b.bin?x=1&y=2").unwrap();
+    let object = ObjectDesc::create_from_buffer(
+        data.clone(),
+        "video/mp4",
+        &location,
+        true,
+        TransferConfig::default(),
+    )
+    .unwrap();
+    let toi = sender.add_object(0, object).unwrap();
+    sender.publish(now).unwrap();
+    let xml = String::from_utf8(sender.fdt_xml_data(now).unwrap()).unwrap();
+
+    let fdt = FdtInstance::parse(&xml).unwrap();
+    assert_eq!(fdt.files.len(), 1, "{xml}");
+    let file = &fdt.files[0];
+    assert_eq!(file.content_location, location.as_str());
+    assert_eq!(file.toi, toi);
+    assert_eq!(file.content_type.as_deref(), Some("video/mp4"));
+    assert_eq!(file.transfer_length, Some(10_000));
+    assert_eq!(file.content_md5, Some(Md5::digest(&data).into()));
+    // ypo/flute puts the FEC OTI on the FDT-Instance as the default for all files.
+    assert_eq!(file.fec_oti, None);
+    let fec = fdt.fec_oti_for(file).expect(&xml);
+    assert_eq!(
+        (
+            fec.encoding_id,
+            fec.encoding_symbol_length,
+            fec.max_source_block_length
+        ),
+        (0, Some(1396), Some(64))
+    );
+    let unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(u64::from(fdt.expires) > unix + NTP_UNIX_OFFSET, "{xml}");
 }

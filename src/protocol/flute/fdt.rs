@@ -99,7 +99,17 @@ pub struct FdtInstance {
     pub complete: bool,
     /// `mbms2008:FullFDT`: this instance lists every file of the session.
     pub full_fdt: bool,
+    /// FEC-OTI-* on the FDT-Instance: the default for Files without their own
+    /// (RFC 3926 §3.4.2).
+    pub fec_oti: Option<FdtFecOti>,
     pub files: Vec<FdtFile>,
+}
+
+impl FdtInstance {
+    /// The FEC OTI that applies to `file`: its own, else the instance default.
+    pub fn fec_oti_for<'s>(&'s self, file: &'s FdtFile) -> Option<&'s FdtFecOti> {
+        file.fec_oti.as_ref().or(self.fec_oti.as_ref())
+    }
 }
 
 const MARK_EXPIRES: &str = "{{EXPIRES}}";
@@ -291,6 +301,9 @@ impl FdtTemplate {
                     if fdt.full_fdt {
                         let _ = write!(out, " {}:FullFDT=\"true\"", self.prefix_2008);
                     }
+                    if let Some(oti) = &fdt.fec_oti {
+                        render_fec_oti(&mut out, oti);
+                    }
                 }
                 Segment::Files => {
                     for file in &fdt.files {
@@ -304,43 +317,49 @@ impl FdtTemplate {
 
     fn render_file(&self, out: &mut String, f: &FdtFile) {
         out.push_str("  <File");
-        let mut attr = |name: &str, value: &str| {
-            out.push(' ');
-            out.push_str(name);
-            out.push_str("=\"");
-            escape_attribute(out, value);
-            out.push('"');
-        };
-        attr("Content-Location", &f.content_location);
-        attr("TOI", &f.toi.to_string());
+        push_attribute(out, "Content-Location", &f.content_location);
+        push_attribute(out, "TOI", &f.toi.to_string());
         if let Some(v) = f.content_length {
-            attr("Content-Length", &v.to_string());
+            push_attribute(out, "Content-Length", &v.to_string());
         }
         if let Some(v) = f.transfer_length {
-            attr("Transfer-Length", &v.to_string());
+            push_attribute(out, "Transfer-Length", &v.to_string());
         }
         if let Some(v) = &f.content_type {
-            attr("Content-Type", v);
+            push_attribute(out, "Content-Type", v);
         }
         if let Some(v) = &f.content_md5 {
-            attr("Content-MD5", &BASE64.encode(v));
+            push_attribute(out, "Content-MD5", &BASE64.encode(v));
         }
         if let Some(oti) = &f.fec_oti {
-            attr("FEC-OTI-FEC-Encoding-ID", &oti.encoding_id.to_string());
-            if let Some(v) = oti.max_source_block_length {
-                attr("FEC-OTI-Maximum-Source-Block-Length", &v.to_string());
-            }
-            if let Some(v) = oti.encoding_symbol_length {
-                attr("FEC-OTI-Encoding-Symbol-Length", &v.to_string());
-            }
-            if let Some(v) = &oti.scheme_specific_info {
-                attr("FEC-OTI-Scheme-Specific-Info", &BASE64.encode(v));
-            }
+            render_fec_oti(out, oti);
         }
         if let Some(v) = &f.decryption_key_uri {
-            attr(&format!("{}:Decryption-KEY-URI", self.prefix_2009), v);
+            let name = format!("{}:Decryption-KEY-URI", self.prefix_2009);
+            push_attribute(out, &name, v);
         }
         out.push_str("/>\n");
+    }
+}
+
+fn push_attribute(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    escape_attribute(out, value);
+    out.push('"');
+}
+
+fn render_fec_oti(out: &mut String, oti: &FdtFecOti) {
+    push_attribute(out, "FEC-OTI-FEC-Encoding-ID", &oti.encoding_id.to_string());
+    if let Some(v) = oti.max_source_block_length {
+        push_attribute(out, "FEC-OTI-Maximum-Source-Block-Length", &v.to_string());
+    }
+    if let Some(v) = oti.encoding_symbol_length {
+        push_attribute(out, "FEC-OTI-Encoding-Symbol-Length", &v.to_string());
+    }
+    if let Some(v) = &oti.scheme_specific_info {
+        push_attribute(out, "FEC-OTI-Scheme-Specific-Info", &BASE64.encode(v));
     }
 }
 
@@ -385,6 +404,12 @@ fn probe_instance() -> FdtInstance {
         expires: 0xfedc_ba98,
         complete: true,
         full_fdt: true,
+        fec_oti: Some(FdtFecOti {
+            encoding_id: 0,
+            max_source_block_length: Some(1),
+            encoding_symbol_length: Some(2),
+            scheme_specific_info: None,
+        }),
         files: vec![file],
     }
 }
@@ -567,15 +592,74 @@ impl FdtInstance {
 
 type Attrs = [(Option<String>, String, String)];
 
+/// FEC-OTI-* attributes collected from one element.
+#[derive(Default)]
+struct FecOtiAttributes {
+    encoding_id: Option<u8>,
+    max_source_block_length: Option<u32>,
+    encoding_symbol_length: Option<u16>,
+    scheme_specific_info: Option<Vec<u8>>,
+}
+
+impl FecOtiAttributes {
+    /// Takes the attribute if it is a FEC-OTI one; `Ok(false)` otherwise.
+    fn take(
+        &mut self,
+        element: &'static str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, FdtParseError> {
+        match name {
+            "FEC-OTI-FEC-Encoding-ID" => {
+                self.encoding_id = Some(number(element, "FEC-OTI-FEC-Encoding-ID", value)?)
+            }
+            "FEC-OTI-Maximum-Source-Block-Length" => {
+                self.max_source_block_length = Some(number(
+                    element,
+                    "FEC-OTI-Maximum-Source-Block-Length",
+                    value,
+                )?)
+            }
+            "FEC-OTI-Encoding-Symbol-Length" => {
+                self.encoding_symbol_length =
+                    Some(number(element, "FEC-OTI-Encoding-Symbol-Length", value)?)
+            }
+            "FEC-OTI-Scheme-Specific-Info" => {
+                self.scheme_specific_info = Some(base64_value(
+                    element,
+                    "FEC-OTI-Scheme-Specific-Info",
+                    value,
+                )?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The OTI, present when the element names a FEC Encoding ID.
+    fn finish(self) -> Option<FdtFecOti> {
+        Some(FdtFecOti {
+            encoding_id: self.encoding_id?,
+            max_source_block_length: self.max_source_block_length,
+            encoding_symbol_length: self.encoding_symbol_length,
+            scheme_specific_info: self.scheme_specific_info,
+        })
+    }
+}
+
 fn parse_instance(attrs: &Attrs) -> Result<FdtInstance, FdtParseError> {
     const E: &str = "FDT-Instance";
     let mut fdt = FdtInstance::default();
     let mut expires = None;
+    let mut fec = FecOtiAttributes::default();
     for (namespace, name, value) in attrs {
         match (namespace.as_deref(), name.as_str()) {
             (None, "Expires") => expires = Some(number(E, "Expires", value)?),
             (None, "Complete") => fdt.complete = boolean(E, "Complete", value)?,
             (Some(ns::MBMS_2008), "FullFDT") => fdt.full_fdt = boolean(E, "FullFDT", value)?,
+            (None, name) => {
+                fec.take(E, name, value)?;
+            }
             _ => {}
         }
     }
@@ -583,6 +667,7 @@ fn parse_instance(attrs: &Attrs) -> Result<FdtInstance, FdtParseError> {
         element: E,
         attribute: "Expires",
     })?;
+    fdt.fec_oti = fec.finish();
     Ok(fdt)
 }
 
@@ -591,13 +676,7 @@ fn parse_file(attrs: &Attrs) -> Result<FdtFile, FdtParseError> {
     let mut location = None;
     let mut toi = None;
     let mut file = FdtFile::new(String::new(), 0);
-    let mut oti = FdtFecOti {
-        encoding_id: 0,
-        max_source_block_length: None,
-        encoding_symbol_length: None,
-        scheme_specific_info: None,
-    };
-    let mut has_oti = false;
+    let mut fec = FecOtiAttributes::default();
     for (namespace, name, value) in attrs {
         match (namespace.as_deref(), name.as_str()) {
             (None, "Content-Location") => location = Some(value.clone()),
@@ -622,24 +701,11 @@ fn parse_file(attrs: &Attrs) -> Result<FdtFile, FdtParseError> {
                             })?,
                     );
             }
-            (None, "FEC-OTI-FEC-Encoding-ID") => {
-                oti.encoding_id = number(E, "FEC-OTI-FEC-Encoding-ID", value)?;
-                has_oti = true;
-            }
-            (None, "FEC-OTI-Maximum-Source-Block-Length") => {
-                oti.max_source_block_length =
-                    Some(number(E, "FEC-OTI-Maximum-Source-Block-Length", value)?);
-            }
-            (None, "FEC-OTI-Encoding-Symbol-Length") => {
-                oti.encoding_symbol_length =
-                    Some(number(E, "FEC-OTI-Encoding-Symbol-Length", value)?);
-            }
-            (None, "FEC-OTI-Scheme-Specific-Info") => {
-                oti.scheme_specific_info =
-                    Some(base64_value(E, "FEC-OTI-Scheme-Specific-Info", value)?);
-            }
             (Some(ns::MBMS_2009), "Decryption-KEY-URI") => {
                 file.decryption_key_uri = Some(value.clone())
+            }
+            (None, name) => {
+                fec.take(E, name, value)?;
             }
             _ => {}
         }
@@ -652,9 +718,7 @@ fn parse_file(attrs: &Attrs) -> Result<FdtFile, FdtParseError> {
         element: E,
         attribute: "TOI",
     })?;
-    if has_oti {
-        file.fec_oti = Some(oti);
-    }
+    file.fec_oti = fec.finish();
     Ok(file)
 }
 
@@ -693,6 +757,12 @@ mod tests {
             expires: 3_900_000_000,
             complete: false,
             full_fdt: true,
+            fec_oti: Some(FdtFecOti {
+                encoding_id: 0,
+                max_source_block_length: Some(64),
+                encoding_symbol_length: Some(1392),
+                scheme_specific_info: None,
+            }),
             files: vec![mikey, protected],
         }
     }
@@ -857,7 +927,7 @@ mod tests {
             let mut file = FdtFile::new(location, toi);
             file.content_type = Some(ctype);
             file.decryption_key_uri = Some(key);
-            let fdt = FdtInstance { expires, complete: true, full_fdt: false, files: vec![file] };
+            let fdt = FdtInstance { expires, complete: true, full_fdt: false, fec_oti: None, files: vec![file] };
             let xml = template.render(&fdt).unwrap();
             prop_assert_eq!(FdtInstance::parse(&xml).unwrap(), fdt);
         }
