@@ -149,6 +149,9 @@ pub struct ObjectSender {
     /// Position of the next packet.
     sbn: u64,
     esi: u64,
+    /// Object offset of the next symbol: symbols are contiguous in (SBN, ESI)
+    /// order, so the range needs no partition arithmetic per packet.
+    offset: u64,
     /// Packets written so far.
     sent: u64,
 }
@@ -225,6 +228,7 @@ impl ObjectSender {
             close_session: config.close_session,
             sbn: 0,
             esi: 0,
+            offset: 0,
             sent: 0,
         })
     }
@@ -256,6 +260,7 @@ impl ObjectSender {
     pub fn rewind(&mut self) {
         self.sbn = 0;
         self.esi = 0;
+        self.offset = 0;
         self.sent = 0;
     }
 
@@ -264,14 +269,17 @@ impl ObjectSender {
         if self.is_complete() {
             return None;
         }
-        let range = self
-            .partition
-            .symbol_range(self.sbn, self.esi)
-            .unwrap_or(0..0);
+        let end = (self.offset + self.partition.symbol_length).min(self.partition.transfer_length);
+        debug_assert!(
+            self.partition
+                .symbol_range(self.sbn, self.esi)
+                .unwrap_or(0..0)
+                == (self.offset..end)
+        );
         Some(SymbolRequest {
             sbn: self.sbn as u32,
             esi: self.esi as u32,
-            range,
+            range: self.offset..end,
         })
     }
 
@@ -310,7 +318,7 @@ impl ObjectSender {
         };
         out[id_at..symbol_at].copy_from_slice(&id.to_bytes(FecEncodingId::CompactNoCode)?);
         out[symbol_at..].copy_from_slice(symbol);
-        self.advance();
+        self.advance(request.range.end);
         Ok(len)
     }
 
@@ -335,7 +343,8 @@ impl ObjectSender {
         })
     }
 
-    fn advance(&mut self) {
+    fn advance(&mut self, offset: u64) {
+        self.offset = offset;
         self.sent += 1;
         self.esi += 1;
         if Some(self.esi) >= self.partition.block_len(self.sbn) {
