@@ -16,7 +16,7 @@ use std::ops::Range;
 use super::FluteError;
 use super::ext::{ExtFdt, Extensions, HeaderExtension};
 use super::lct::{self, FieldWidths, LctHeader};
-use super::oti::{FecEncodingId, FecPayloadId, Oti, PAYLOAD_ID_LEN, SchemeOti};
+use super::oti::{FTI_BODY_LEN, FecEncodingId, FecPayloadId, Oti, PAYLOAD_ID_LEN, SchemeOti};
 use super::partition::BlockPartition;
 use crate::protocol::codec::Codec;
 use crate::protocol::profile;
@@ -89,21 +89,27 @@ impl ObjectSenderConfig {
     }
 
     fn extensions(&self, fti: Option<&[u8]>) -> Result<Extensions<'static>, FluteError> {
-        let mut list: Vec<HeaderExtension<'_>> = Vec::with_capacity(3);
-        if let ObjectKind::FdtInstance { instance_id } = self.kind {
-            list.push(HeaderExtension::Fdt(ExtFdt {
-                version: profile::flute::FDT_VERSION,
-                instance_id,
-            }));
-        }
-        if let Some(c) = self.cenc {
-            list.push(HeaderExtension::Cenc(c));
-        }
-        if let Some(body) = fti {
-            list.push(HeaderExtension::Fti(body));
-        }
-        Extensions::build(&list)
+        Extensions::build(&extension_list(self.kind, self.cenc, fti))
     }
+}
+
+/// The header extensions of every packet of an object, in sending order.
+fn extension_list(
+    kind: ObjectKind,
+    cenc: Option<u8>,
+    fti: Option<&[u8]>,
+) -> Vec<HeaderExtension<'_>> {
+    let fdt = match kind {
+        ObjectKind::FdtInstance { instance_id } => Some(HeaderExtension::Fdt(ExtFdt {
+            version: profile::flute::FDT_VERSION,
+            instance_id,
+        })),
+        ObjectKind::File { .. } => None,
+    };
+    fdt.into_iter()
+        .chain(cenc.map(HeaderExtension::Cenc))
+        .chain(fti.map(HeaderExtension::Fti))
+        .collect()
 }
 
 /// Source block length used when the caller does not choose one. No-Code
@@ -112,17 +118,16 @@ impl ObjectSenderConfig {
 pub const DEFAULT_MAX_SOURCE_BLOCK_LENGTH: u32 = 1024;
 
 /// The largest symbol that fits `max_packet_len` with the worst-case header
-/// (EXT_FTI present) of `kind` under the FLUTE profile, capped at 65 535.
+/// (EXT_FTI present, no EXT_CENC) of `kind` under the FLUTE profile, capped
+/// at 65 535. `ObjectSender::new` re-checks the real header.
 pub fn max_symbol_length(kind: ObjectKind, max_packet_len: usize) -> u16 {
-    let widths = FieldWidths::flute(kind.toi())
-        .map(|w| w.fixed_len())
-        .unwrap_or(lct::MAX_HEADER_LEN);
-    let fdt = if matches!(kind, ObjectKind::FdtInstance { .. }) {
-        4
-    } else {
-        0
-    };
-    let overhead = widths + fdt + 16 + PAYLOAD_ID_LEN;
+    let fixed = FieldWidths::flute(kind.toi()).map_or(lct::MAX_HEADER_LEN, |w| w.fixed_len());
+    let fti = [0u8; FTI_BODY_LEN];
+    let extensions: usize = extension_list(kind, None, Some(&fti))
+        .iter()
+        .map(Codec::encoded_len)
+        .sum();
+    let overhead = fixed + extensions + PAYLOAD_ID_LEN;
     max_packet_len
         .saturating_sub(overhead)
         .min(usize::from(u16::MAX)) as u16
