@@ -1,12 +1,13 @@
 //! ALC packet (RFC 5775 §4.1): LCT header, FEC Payload ID, encoding symbol.
-//! The codepoint names the FEC scheme (the project sends the FEC Encoding ID
-//! there), which fixes the Payload ID layout. A packet with nothing after the
+//! The codepoint names the FEC scheme (`profile::flute::codepoint`), which
+//! fixes the Payload ID layout. A packet with nothing after the
 //! LCT header (e.g. a close-session packet) has neither Payload ID nor symbol.
 
 use super::FluteError;
 use super::lct::LctHeader;
 use super::oti::{FecEncodingId, FecPayloadId, Oti};
 use crate::protocol::codec::{Codec, DecodeError, Reader};
+use crate::protocol::profile;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlcPacket<'a> {
@@ -18,7 +19,7 @@ pub struct AlcPacket<'a> {
 
 impl<'a> AlcPacket<'a> {
     pub fn fec_encoding_id(&self) -> Result<FecEncodingId, DecodeError> {
-        FecEncodingId::try_from(self.header.codepoint)
+        fec_of(self.header.codepoint)
     }
 
     /// The OTI from EXT_FTI, if the packet carries one.
@@ -33,12 +34,16 @@ impl<'a> AlcPacket<'a> {
     pub fn validate(&self) -> Result<(), FluteError> {
         self.header.validate()?;
         if let Some(id) = self.payload_id {
-            let fec = FecEncodingId::try_from(self.header.codepoint)
+            let fec = fec_of(self.header.codepoint)
                 .map_err(|_| FluteError::UnsupportedFec(self.header.codepoint))?;
             id.to_bytes(fec)?;
         }
         Ok(())
     }
+}
+
+fn fec_of(codepoint: u8) -> Result<FecEncodingId, DecodeError> {
+    FecEncodingId::try_from(profile::flute::fec_encoding_id(codepoint))
 }
 
 impl<'a> Codec<'a> for AlcPacket<'a> {
@@ -52,8 +57,7 @@ impl<'a> Codec<'a> for AlcPacket<'a> {
         debug_assert_eq!(self.validate(), Ok(()));
         self.header.encode(out);
         if let Some(id) = self.payload_id {
-            let fec = FecEncodingId::try_from(self.header.codepoint)
-                .unwrap_or(FecEncodingId::CompactNoCode);
+            let fec = fec_of(self.header.codepoint).unwrap_or(FecEncodingId::CompactNoCode);
             out.extend_from_slice(&id.to_bytes(fec).unwrap_or_default());
         }
         out.extend_from_slice(self.symbol);
@@ -68,7 +72,7 @@ impl<'a> Codec<'a> for AlcPacket<'a> {
                 symbol: &[],
             });
         }
-        let fec = FecEncodingId::try_from(header.codepoint)?;
+        let fec = fec_of(header.codepoint)?;
         let payload_id = FecPayloadId::read(fec, r)?;
         Ok(Self {
             header,

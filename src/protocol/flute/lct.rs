@@ -130,7 +130,7 @@ pub struct LctHeader<'a> {
     pub close_session: bool,
     /// B: the sender is about to stop sending this object.
     pub close_object: bool,
-    /// CP; the project sends the FEC Encoding ID here (wire reference §7.2).
+    /// CP; see `profile::flute::codepoint`.
     pub codepoint: u8,
     pub cci: u128,
     pub tsi: u64,

@@ -40,13 +40,22 @@ impl ObjectKind {
 }
 
 /// When packets carry EXT_FTI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FtiPolicy {
     /// Every packet: a receiver may join at any packet (what most receivers expect).
-    #[default]
     EveryPacket,
     /// Only the first packet of each source block.
     FirstOfBlock,
+}
+
+impl Default for FtiPolicy {
+    fn default() -> Self {
+        if profile::flute::FTI_IN_EVERY_PACKET {
+            Self::EveryPacket
+        } else {
+            Self::FirstOfBlock
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +90,7 @@ impl ObjectSenderConfig {
             symbol_length: max_symbol_length(kind, max_packet_len),
             max_source_block_length: DEFAULT_MAX_SOURCE_BLOCK_LENGTH,
             max_packet_len,
-            fti: FtiPolicy::EveryPacket,
+            fti: FtiPolicy::default(),
             close_object: true,
             close_session: false,
             cenc: None,
@@ -202,7 +211,7 @@ impl ObjectSender {
                 psi: 0,
                 close_session: false,
                 close_object: false,
-                codepoint: FecEncodingId::CompactNoCode as u8,
+                codepoint: profile::flute::codepoint(FecEncodingId::CompactNoCode as u8),
                 cci: 0,
                 tsi: config.tsi,
                 toi: config.kind.toi(),
