@@ -235,7 +235,7 @@ impl FdtTemplate {
             prefix_2008: String::new(),
             prefix_2009: String::new(),
         };
-        let bindings = root_bindings(&template.render_with_prefixes(&FdtInstance::default()))
+        let bindings = root_bindings(&template.render_unchecked(&FdtInstance::default()))
             .map_err(|e| fail(e.into()))?;
         let prefix = |namespace, needed_for| {
             bindings
@@ -253,8 +253,8 @@ impl FdtTemplate {
         template.prefix_2009 = prefix(ns::MBMS_2009, "Decryption-KEY-URI")?;
 
         let probe = probe_instance();
-        let parsed = FdtInstance::parse(&template.render_with_prefixes(&probe))
-            .map_err(|e| fail(e.into()))?;
+        let parsed =
+            FdtInstance::parse(&template.render_unchecked(&probe)).map_err(|e| fail(e.into()))?;
         if parsed != probe {
             return Err(fail(TemplateProblem::RoundTrip));
         }
@@ -283,10 +283,10 @@ impl FdtTemplate {
                 }
             }
         }
-        Ok(self.render_with_prefixes(fdt))
+        Ok(self.render_unchecked(fdt))
     }
 
-    fn render_with_prefixes(&self, fdt: &FdtInstance) -> String {
+    fn render_unchecked(&self, fdt: &FdtInstance) -> String {
         let mut out = String::with_capacity(1024 + 512 * fdt.files.len());
         for segment in &self.segments {
             match segment {

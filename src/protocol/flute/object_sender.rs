@@ -592,6 +592,34 @@ mod tests {
         assert_eq!(sender.next_symbol().unwrap().range, 0..10);
     }
 
+    /// A 3 GB object is described, not held: the sender needs only its length.
+    #[test]
+    fn large_object_plan() {
+        let len = 3_000_000_000u64;
+        let config = ObjectSenderConfig::new(1, ObjectKind::File { toi: 9 }, len, MTU_PAYLOAD);
+        let mut sender = ObjectSender::new(&config).unwrap();
+        let p = *sender.partition();
+        // T = ⌈3e9 / 1396⌉ = 2 148 998, N = ⌈T / 1024⌉ = 2099, A_large = 1024, I = 1721.
+        assert_eq!(
+            (p.symbols, p.blocks, p.large_block_len, p.large_blocks),
+            (2_148_998, 2099, 1024, 1721)
+        );
+        assert_eq!(sender.packet_count(), 2_148_998);
+        let mut buf = [0u8; MTU_PAYLOAD];
+        let symbol = [0u8; 1396];
+        for _ in 0..1024 {
+            sender.write_packet(&symbol, &mut buf).unwrap();
+        }
+        assert_eq!(
+            sender.next_symbol(),
+            Some(SymbolRequest {
+                sbn: 1,
+                esi: 0,
+                range: 1024 * 1396..1025 * 1396
+            })
+        );
+    }
+
     #[test]
     fn streaming_ranges_are_contiguous() {
         let mut config = file_config(50_000);
