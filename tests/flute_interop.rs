@@ -11,7 +11,9 @@ use flute::receiver::writer::ObjectWriterBufferBuilder;
 use md5::{Digest, Md5};
 
 use mbms_gateway::protocol::flute::fdt::{FdtFecOti, FdtFile, FdtInstance, FdtTemplate};
-use mbms_gateway::protocol::flute::object_sender::{ObjectKind, ObjectSender, ObjectSenderConfig};
+use mbms_gateway::protocol::flute::object_sender::{
+    FtiPolicy, ObjectKind, ObjectSender, ObjectSenderConfig,
+};
 use mbms_gateway::protocol::profile;
 
 const TEMPLATE: &str = include_str!("../fdt-templates/3gpp-rel12.xml");
@@ -80,9 +82,15 @@ fn profile_symbol_length() -> u16 {
     ObjectSenderConfig::new(TSI, ObjectKind::File { toi: 1 }, 0, MAX_PACKET).symbol_length
 }
 
-fn sender(kind: ObjectKind, len: usize, max_source_block_length: u32) -> ObjectSender {
+fn sender(
+    kind: ObjectKind,
+    len: usize,
+    max_source_block_length: u32,
+    fti: FtiPolicy,
+) -> ObjectSender {
     let mut config = ObjectSenderConfig::new(TSI, kind, len as u64, MAX_PACKET);
     config.max_source_block_length = max_source_block_length;
+    config.fti = fti;
     ObjectSender::new(&config).unwrap()
 }
 
@@ -94,6 +102,7 @@ fn fdt_for(objects: &[Object], expires: u32) -> FdtInstance {
                 ObjectKind::File { toi: o.toi },
                 o.data.len(),
                 o.max_source_block_length,
+                FtiPolicy::default(),
             );
             let mut file = FdtFile::new(o.location, o.toi);
             file.content_length = Some(o.data.len() as u64);
@@ -117,8 +126,13 @@ fn fdt_for(objects: &[Object], expires: u32) -> FdtInstance {
 }
 
 /// Every ALC packet of `data` as `kind`.
-fn packets(kind: ObjectKind, data: &[u8], max_source_block_length: u32) -> Vec<Vec<u8>> {
-    let mut sender = sender(kind, data.len(), max_source_block_length);
+fn packets(
+    kind: ObjectKind,
+    data: &[u8],
+    max_source_block_length: u32,
+    fti: FtiPolicy,
+) -> Vec<Vec<u8>> {
+    let mut sender = sender(kind, data.len(), max_source_block_length, fti);
     let mut buf = [0u8; MAX_PACKET];
     let mut out = Vec::new();
     while let Some(len) = sender.next_packet(data, &mut buf) {
@@ -157,19 +171,21 @@ impl Session {
         (unix + NTP_UNIX_OFFSET + 3600) as u32
     }
 
-    fn send(&mut self, fdt: &FdtInstance, objects: &[Object]) {
+    fn send(&mut self, fdt: &FdtInstance, objects: &[Object], fti: FtiPolicy) {
         let template = FdtTemplate::parse("3gpp-rel12.xml", TEMPLATE).unwrap();
         let xml = template.render(fdt).unwrap();
         let mut all = packets(
             ObjectKind::FdtInstance { instance_id: 1 },
             xml.as_bytes(),
             64,
+            fti,
         );
         for o in objects {
             all.extend(packets(
                 ObjectKind::File { toi: o.toi },
                 &o.data,
                 o.max_source_block_length,
+                fti,
             ));
         }
         for pkt in &all {
@@ -181,10 +197,18 @@ impl Session {
 
 #[test]
 fn flute_receiver_reassembles_our_objects() {
+    // With EXT_FTI only on the first packet of each block, the receiver takes
+    // the OTI from the FDT entry.
+    for fti in [FtiPolicy::EveryPacket, FtiPolicy::FirstOfBlock] {
+        receive_all(fti);
+    }
+}
+
+fn receive_all(fti: FtiPolicy) {
     let objects = objects();
     let mut session = Session::new();
     let fdt = fdt_for(&objects, session.expires());
-    session.send(&fdt, &objects);
+    session.send(&fdt, &objects, fti);
 
     let received = session.writer.objects.borrow();
     assert_eq!(received.len(), objects.len());
@@ -221,7 +245,12 @@ fn flute_receiver_reassembles_our_objects() {
 #[test]
 fn flute_parses_our_headers_the_same_way() {
     let data = bytes(200_000, 9);
-    for pkt in packets(ObjectKind::File { toi: 0x1_0000 }, &data, 16) {
+    for pkt in packets(
+        ObjectKind::File { toi: 0x1_0000 },
+        &data,
+        16,
+        FtiPolicy::EveryPacket,
+    ) {
         let alc = flute::core::alc::parse_alc_pkt(&pkt).unwrap();
         assert_eq!(alc.lct.tsi, TSI);
         assert_eq!(alc.lct.toi, 0x1_0000);
@@ -238,6 +267,7 @@ fn flute_parses_our_headers_the_same_way() {
         },
         b"<x/>",
         64,
+        FtiPolicy::EveryPacket,
     );
     let alc = flute::core::alc::parse_alc_pkt(&fdt[0]).unwrap();
     let info = alc.fdt_info.as_ref().unwrap();
@@ -259,7 +289,7 @@ fn wrong_content_md5_is_rejected() {
     let mut session = Session::new();
     let mut fdt = fdt_for(&objects, session.expires());
     fdt.files[0].content_md5 = Some([0; 16]);
-    session.send(&fdt, &objects);
+    session.send(&fdt, &objects, FtiPolicy::default());
     let received = session.writer.objects.borrow();
     let got = received[0].borrow();
     assert!(got.error && !got.complete);
