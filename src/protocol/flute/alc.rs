@@ -195,11 +195,22 @@ mod tests {
         }
 
         #[test]
-        fn valid_prefix_with_random_tail_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let mut bytes = hex::decode("1010030000000000000100").unwrap();
-            bytes.push(0);
-            bytes.extend_from_slice(&tail);
-            let _ = AlcPacket::decode(&bytes);
+        fn mutated_packet_never_panics(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+                                       cut in any::<prop::sample::Index>()) {
+            let oti = Oti {
+                transfer_length: 5,
+                symbol_length: 8,
+                scheme: SchemeOti::RaptorQ { source_blocks: 1, sub_blocks: 1, alignment: 4 },
+            };
+            let (mut bytes, _) = packet(FecEncodingId::RaptorQ, &oti);
+            for (at, b) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            if let Ok(pkt) = AlcPacket::decode(&bytes) {
+                let _ = pkt.oti();
+            }
         }
     }
 }

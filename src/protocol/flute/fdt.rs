@@ -920,6 +920,20 @@ mod tests {
             let _ = FdtTemplate::parse("random", &xml);
         }
 
+        /// Near-valid documents reach deeper parser paths than random text.
+        #[test]
+        fn mutated_fdt_never_panics(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let template = FdtTemplate::parse(TEMPLATES[0].0, TEMPLATES[0].1).unwrap();
+            let mut bytes = template.render(&sample()).unwrap().into_bytes();
+            for (at, b) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            let xml = String::from_utf8_lossy(&bytes);
+            let _ = FdtInstance::parse(&xml);
+            let _ = FdtTemplate::parse("mutated", &xml);
+        }
+
         #[test]
         fn any_strings_round_trip(location in "[\\PC\t\n\r]{1,40}", ctype in "[\\PC\t\n\r]{0,40}", key in "[\\PC\t\n\r]{0,40}",
                                   toi in 1u128..(1 << 112), expires in any::<u32>()) {
