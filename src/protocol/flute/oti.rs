@@ -403,6 +403,29 @@ mod tests {
     }
 
     proptest! {
+        /// Second implementation of RFC 6330 §3.2/§3.3: the `raptorq` crate's
+        /// OTI and Payload ID serialisation.
+        #[test]
+        fn raptorq_layout_matches_raptorq_crate(
+            f in 0u64..=942_574_504_275, t_words in 1u16..16_000, z in 1u8..=255,
+            n in any::<u16>(), sbn in any::<u8>(), esi in 0u32..(1 << 24),
+        ) {
+            let symbol_size = t_words * 4;
+            prop_assume!(f.div_ceil(symbol_size.into()).div_ceil(z.into()) <= 56_403);
+            let theirs = raptorq::ObjectTransmissionInformation::new(f, symbol_size, z, n, 4);
+            let ours = Oti {
+                transfer_length: f,
+                symbol_length: symbol_size,
+                scheme: SchemeOti::RaptorQ { source_blocks: z, sub_blocks: n, alignment: 4 },
+            };
+            prop_assert_eq!(&ours.fti_body()[..12], &theirs.serialize()[..]);
+            let id = FecPayloadId { sbn: sbn.into(), esi };
+            prop_assert_eq!(
+                id.to_bytes(FecEncodingId::RaptorQ).unwrap(),
+                raptorq::PayloadId::new(sbn, esi).serialize()
+            );
+        }
+
         #[test]
         fn random_fti_never_panics(fec in prop_oneof![Just(0u8), Just(1), Just(6), any::<u8>()],
                                    body in proptest::collection::vec(any::<u8>(), 0..20)) {
