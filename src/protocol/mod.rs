@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod dcf;
+pub mod flute;
 pub mod keys;
 pub mod mikey;
 pub mod mtk_schedule;

@@ -77,6 +77,18 @@ pub mod flute {
     pub const TSI_LEN: usize = 2;
     /// Content-Type of the MIKEY MTK object (IANA, RFC 3830).
     pub const MIKEY_CONTENT_TYPE: &str = "application/mikey";
+    /// LCT codepoint carrying a FEC Encoding ID: the ID itself, as `ypo/flute`
+    /// and `rt-libflute` do (wire reference §7.2; no 3GPP rule found for it).
+    pub const fn codepoint(fec_encoding_id: u8) -> u8 {
+        fec_encoding_id
+    }
+    /// The inverse of [`codepoint`], for receiving.
+    pub const fn fec_encoding_id(codepoint: u8) -> u8 {
+        codepoint
+    }
+    /// EXT_FTI in every ALC packet (not only the first of each block), so a
+    /// receiver that joins mid-object can place every symbol it gets.
+    pub const FTI_IN_EVERY_PACKET: bool = true;
 }
 
 /// UDP port of MIKEY MTK messages in streaming sessions (IANA "mikey", seed §6.3.3.2.2).
