@@ -211,10 +211,10 @@ fn skip_children(
 ) -> Result<(), DecodeError> {
     while !r.is_empty() {
         let child = BoxHeader::read(r)?;
-        if let Some((box_type, what, reason)) = reject {
-            if child.box_type == box_type {
-                return Err(DecodeError::invalid(what, reason));
-            }
+        if let Some((box_type, what, reason)) = reject
+            && child.box_type == box_type
+        {
+            return Err(DecodeError::invalid(what, reason));
         }
         body(r, child.size, child.header_len(), "child box")?;
     }

@@ -147,7 +147,7 @@ impl HeaderExtension<'_> {
 }
 
 fn check_variable_body(len: usize) -> Result<(), &'static str> {
-    if (len + 2) % 4 != 0 {
+    if !(len + 2).is_multiple_of(4) {
         return Err("HET and body must fill whole 32-bit words");
     }
     if len + 2 > MAX_HEADER_LEN {

@@ -429,11 +429,10 @@ mod tests {
         #[test]
         fn random_fti_never_panics(fec in prop_oneof![Just(0u8), Just(1), Just(6), any::<u8>()],
                                    body in proptest::collection::vec(any::<u8>(), 0..20)) {
-            if let Ok(id) = FecEncodingId::try_from(fec) {
-                if let Ok(oti) = Oti::from_fti(id, &body) {
+            if let Ok(id) = FecEncodingId::try_from(fec)
+                && let Ok(oti) = Oti::from_fti(id, &body) {
                     prop_assert_eq!(Oti::from_fti(id, &oti.fti_body()), Ok(oti));
                 }
-            }
         }
     }
 }

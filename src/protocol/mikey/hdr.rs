@@ -73,7 +73,7 @@ impl<'a> SrtpIdMap<'a> {
     /// Wraps concatenated 9-byte entries; `None` unless the length is a whole
     /// number of entries and #CS (one byte) can count them.
     pub fn from_bytes(raw: &'a [u8]) -> Option<Self> {
-        let whole = raw.len() % SRTP_CS_LEN == 0;
+        let whole = raw.len().is_multiple_of(SRTP_CS_LEN);
         (whole && raw.len() / SRTP_CS_LEN <= usize::from(u8::MAX)).then_some(Self(raw))
     }
 

@@ -107,21 +107,21 @@ pub fn open_mtk_message(
 ) -> Result<OpenedMtk, MikeyError> {
     let (sealed, key_ids) = mtk_message::parse(bytes)?;
     check_replay(state.last_counter, key_ids.counter)?;
-    if let Some(current) = state.current_mtk_id {
-        if key_ids.mtk_id <= current {
-            return Err(MikeyError::StaleMtkId {
-                mtk_id: key_ids.mtk_id,
-                current,
-            });
-        }
+    if let Some(current) = state.current_mtk_id
+        && key_ids.mtk_id <= current
+    {
+        return Err(MikeyError::StaleMtkId {
+            mtk_id: key_ids.mtk_id,
+            current,
+        });
     }
-    if let Some(validity) = state.validity {
-        if !validity.contains(key_ids.mtk_id) {
-            return Err(MikeyError::OutsideValidity {
-                mtk_id: key_ids.mtk_id,
-                validity,
-            });
-        }
+    if let Some(validity) = state.validity
+        && !validity.contains(key_ids.mtk_id)
+    {
+        return Err(MikeyError::OutsideValidity {
+            mtk_id: key_ids.mtk_id,
+            validity,
+        });
     }
     let mut buf = Zeroizing::new([0u8; MAX_PLAINTEXT]);
     let plaintext = sealed.unseal(msk.expose(), buf.as_mut_slice())?;

@@ -35,7 +35,7 @@ impl<'a> Codec<'a> for RtpHeader<'a> {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        debug_assert!(self.csrcs.len() % 4 == 0 && self.csrcs.len() <= 60);
+        debug_assert!(self.csrcs.len().is_multiple_of(4) && self.csrcs.len() <= 60);
         let cc = (self.csrcs.len() / 4) as u8 & 0x0f;
         out.push(
             RTP_VERSION << 6

@@ -138,10 +138,10 @@ impl MskSet {
                 Err(MskSetError::WasInvalidated { msk_id: id.0 })
             };
         }
-        if let Some(held) = self.records.get(&id) {
-            if held.key != record.key {
-                return Err(MskSetError::KeyChanged { msk_id: id.0 });
-            }
+        if let Some(held) = self.records.get(&id)
+            && held.key != record.key
+        {
+            return Err(MskSetError::KeyChanged { msk_id: id.0 });
         }
         if record.is_invalidated() {
             self.invalidate(id);
