@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod dcf;
 pub mod flute;
+pub mod ingest;
 pub mod keys;
 pub mod mikey;
 pub mod mtk_schedule;

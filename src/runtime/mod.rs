@@ -7,5 +7,6 @@ pub mod config;
 pub mod durable;
 pub mod egress;
 pub mod journal;
+pub mod mtk_keys;
 pub mod udp;
 pub mod units;
