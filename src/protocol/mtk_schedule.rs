@@ -62,6 +62,7 @@ pub struct MtkSchedule {
     announce_at: Option<Instant>,
     next_resend: Option<Instant>,
     packets: u64,
+    rotation_requested: bool,
 }
 
 impl MtkSchedule {
@@ -77,6 +78,7 @@ impl MtkSchedule {
             announce_at: None,
             next_resend: None,
             packets: 0,
+            rotation_requested: false,
         }
     }
 
@@ -104,6 +106,7 @@ impl MtkSchedule {
     pub fn prepared(&mut self, mki: Mki, activate_at: Instant, now: Instant) {
         self.awaiting_prepare = false;
         self.retry_at = None;
+        self.rotation_requested = false;
         self.pending = Some((mki, activate_at));
         self.queue_announce(mki);
         self.announce_at.get_or_insert(now);
@@ -115,6 +118,13 @@ impl MtkSchedule {
     pub fn prepare_failed(&mut self, now: Instant) {
         self.awaiting_prepare = false;
         self.retry_at = Some(now + self.timing.retry);
+    }
+
+    /// Starts a switch to a new MTK as soon as possible (the MSK of the active
+    /// MTK ends soon, or a newer MSK became current), still announced `lead`
+    /// ahead. No effect while a new MTK is already pending.
+    pub fn request_rotation(&mut self) {
+        self.rotation_requested = true;
     }
 
     /// Forgets every MTK (the MSK behind them became invalid): traffic must
@@ -222,7 +232,7 @@ impl MtkSchedule {
             .timing
             .max_packets
             .is_some_and(|max| self.packets >= max);
-        if by_count {
+        if by_count || self.rotation_requested {
             return Some(now + self.timing.lead);
         }
         (now + self.timing.lead >= by_time).then(|| by_time.max(now + self.timing.lead))

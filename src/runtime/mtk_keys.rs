@@ -42,14 +42,14 @@ pub trait LeaseSource: Send + Sync {
     ) -> impl Future<Output = Result<LeaseRecord, String>> + Send;
 }
 
-impl LeaseSource for MskClient {
+impl LeaseSource for Arc<MskClient> {
     async fn lease(
         &self,
         msk_id: MskId,
         mtk_ids: u16,
         counters: u32,
     ) -> Result<LeaseRecord, String> {
-        MskClient::lease(self, msk_id, mtk_ids, counters)
+        MskClient::lease(self.as_ref(), msk_id, mtk_ids, counters)
             .await
             .map_err(|e| e.to_string())
     }

@@ -1,0 +1,114 @@
+//! `mbms-gateway run`: the whole gateway from one configuration: the BM-SC
+//! client, the key journal, one egress thread per distinct egress socket
+//! setting, and every session.
+
+use super::bmsc::MskClient;
+use super::config::{GatewayConfig, StreamingSession};
+use super::egress::Egress;
+use super::journal::KeyJournal;
+use super::streaming::{self, StreamingHandle};
+use super::udp::{EgressOptions, egress_socket};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Queue depth (batches) of each egress thread.
+const EGRESS_QUEUE: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EgressKey {
+    ipv6: bool,
+    interface: Option<IpAddr>,
+    interface_index: u32,
+    ttl: u32,
+    dscp: u8,
+}
+
+impl EgressKey {
+    fn of(s: &StreamingSession) -> Self {
+        Self {
+            ipv6: s.destination.is_ipv6(),
+            interface: s.interface,
+            interface_index: s.interface_index,
+            ttl: s.ttl,
+            dscp: s.dscp,
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub client: Arc<MskClient>,
+    pub streaming: Vec<StreamingHandle>,
+    egress: HashMap<EgressKey, Egress>,
+    egress_threads: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Starts everything the configuration describes. Must run inside a tokio
+    /// runtime.
+    pub fn start(config: &GatewayConfig) -> Result<Self> {
+        let journal = KeyJournal::open(&config.state_dir)?;
+        tracing::info!(journal = %journal.path().display(), "key journal open");
+        let journal = Arc::new(Mutex::new(journal));
+        let client = Arc::new(MskClient::start(config.bmsc.clone()).context("BM-SC client")?);
+        let mut egress: HashMap<EgressKey, Egress> = HashMap::new();
+        let mut egress_threads = Vec::new();
+        for s in &config.streaming {
+            let key = EgressKey::of(s);
+            if egress.contains_key(&key) {
+                continue;
+            }
+            let socket = egress_socket(
+                key.ipv6,
+                &EgressOptions {
+                    interface: key.interface,
+                    interface_index: key.interface_index,
+                    ttl: key.ttl,
+                    dscp: key.dscp,
+                },
+            )
+            .with_context(|| format!("egress socket of session {}", s.name))?;
+            let (e, thread) = Egress::spawn(&format!("{}", egress.len()), socket, EGRESS_QUEUE)?;
+            egress.insert(key, e);
+            egress_threads.push(thread);
+        }
+        let streaming = streaming::start_all(
+            &config.streaming,
+            config.bmsc.key_domain_id,
+            &client,
+            journal,
+            config.lease_block,
+            |s| Ok(egress[&EgressKey::of(s)].clone()),
+        )?;
+        Ok(Self {
+            client,
+            streaming,
+            egress,
+            egress_threads,
+        })
+    }
+
+    /// True while every egress thread runs.
+    pub fn egress_alive(&self) -> bool {
+        self.egress.values().all(Egress::is_alive)
+    }
+
+    /// Stops ingest first, lets the egress queues drain, then returns. The key
+    /// journal is durable at every step, so nothing is left to flush.
+    pub async fn stop(self) {
+        for s in self.streaming {
+            s.stop().await;
+        }
+        drop(self.egress);
+        let threads = self.egress_threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,551 @@
+//! A streaming session on air: RTP from encoders in, SRTP out to the session's
+//! destination, MIKEY MTK messages to the same address on UDP 2269 (TS 33.246
+//! §6.3.3.2.2).
+//!
+//! Two parts:
+//! - the **ingest thread** (one OS thread per session) receives RTP from every
+//!   flow, checks it, renumbers restarted encoders, protects it with the active
+//!   MTK and hands GSO batches to the egress thread. It owns the
+//!   [`SrtpSender`]; key changes reach it as [`KeyCommand`]s between bursts.
+//! - the **key task** (tokio) drives the [`MtkSchedule`]: draws MTKs under the
+//!   current MSK, announces them ahead of each switch, re-sends them, and stops
+//!   traffic (fail closed) when the MSK behind the active MTK is no longer valid.
+
+use super::bmsc::{MskClient, MskSet};
+use super::config::StreamingSession;
+use super::egress::{Batcher, Egress, EgressKind};
+use super::journal::KeyJournal;
+use super::mtk_keys::{LeaseSource, MtkKeys};
+use super::udp::{IngestOptions, ingest_socket};
+use crate::protocol::ingest::{IngestKind, SequenceContinuity, classify};
+use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
+use crate::protocol::mtk_schedule::{MtkAction, MtkSchedule};
+use crate::protocol::profile::MIKEY_UDP_PORT;
+use crate::protocol::srtp::{SrtpConfig, SrtpError, SrtpSender};
+use anyhow::{Context, Result};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
+pub const MAX_EGRESS_DATAGRAM: usize = 1500 - 40 - 8;
+
+/// Key changes for the ingest thread.
+#[derive(Debug)]
+pub enum KeyCommand {
+    Install(Mki, Mtk),
+    Activate(Mki),
+    Retire(Mki),
+    /// The MSK is gone: forget every key and send nothing until a new MTK is
+    /// active.
+    RevokeAll,
+}
+
+/// Why ingest traffic was dropped (metric label values).
+pub const DROP_REASONS: [&str; 8] = [
+    "oversize",
+    "malformed",
+    "empty",
+    "rtcp_malformed",
+    "no_key",
+    "duplicate",
+    "protect_error",
+    "too_many_streams",
+];
+
+/// Counters of one session, shared with metrics and tests.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub ingest_packets: AtomicU64,
+    pub ingest_bytes: AtomicU64,
+    pub protected_rtp: AtomicU64,
+    pub protected_rtcp: AtomicU64,
+    pub dropped: [AtomicU64; DROP_REASONS.len()],
+    pub renumbered_restarts: AtomicU64,
+    pub mtk_rotations: AtomicU64,
+    pub mikey_sent: AtomicU64,
+}
+
+impl SessionStats {
+    pub fn dropped(&self, reason: &str) -> u64 {
+        DROP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
+    }
+
+    fn drop_one(&self, reason: &str) {
+        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
+            self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a session may send, for readiness and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    Starting,
+    OnAir {
+        mki: Mki,
+    },
+    /// Fail closed: nothing is sent, and this says why.
+    Halted {
+        reason: String,
+    },
+}
+
+/// A running streaming session.
+pub struct StreamingHandle {
+    pub name: String,
+    pub stats: Arc<SessionStats>,
+    pub state: watch::Receiver<SessionState>,
+    stop: Arc<AtomicBool>,
+    ingest: Option<JoinHandle<()>>,
+    keys: tokio::task::JoinHandle<()>,
+    ingest_addrs: Vec<SocketAddr>,
+}
+
+impl StreamingHandle {
+    /// Local addresses the ingest sockets are bound to (useful with port 0).
+    pub fn ingest_addrs(&self) -> &[SocketAddr] {
+        &self.ingest_addrs
+    }
+
+    /// Stops ingest (queued batches still leave) and the key task.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.keys.abort();
+        let _ = (&mut self.keys).await;
+        if let Some(t) = self.ingest.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// What a session needs from the gateway.
+pub struct SessionContext<L> {
+    pub key_domain_id: KeyDomainId,
+    pub msks: watch::Receiver<Arc<MskSet>>,
+    pub leases: L,
+    pub journal: Arc<Mutex<KeyJournal>>,
+    pub lease_block: u16,
+    pub egress: Egress,
+}
+
+/// Starts a session: binds its ingest sockets, spawns the ingest thread and the
+/// key task.
+pub fn start<L: LeaseSource + 'static>(
+    session: &StreamingSession,
+    ctx: SessionContext<L>,
+) -> Result<StreamingHandle> {
+    let mut flows = Vec::new();
+    let mut ingest_addrs = Vec::new();
+    for (i, flow) in session.flows.iter().enumerate() {
+        let socket = ingest_socket(&IngestOptions {
+            listen: flow.ingest,
+            source: flow.ingest_source,
+            interface: flow.ingest_interface,
+        })
+        .with_context(|| format!("session {} flow {i}", session.name))?;
+        socket.set_nonblocking(true)?;
+        ingest_addrs.push(socket.local_addr()?);
+        flows.push(IngestFlow {
+            socket,
+            rtp_dest: SocketAddr::new(session.destination, flow.port),
+            rtcp_dest: SocketAddr::new(session.destination, flow.port.wrapping_add(1)),
+        });
+    }
+    let stats = Arc::new(SessionStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ctl_tx, ctl_rx) = sync_channel(64);
+    let ingest = {
+        let (egress, stats, stop) = (ctx.egress.clone(), stats.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("ingest-{}", session.name))
+            .spawn(move || IngestLoop::new(flows, egress, ctl_rx, stats, stop).run())?
+    };
+    let (state_tx, state) = watch::channel(SessionState::Starting);
+    let task = KeyTask {
+        name: session.name.clone(),
+        mikey_dest: SocketAddr::new(session.destination, MIKEY_UDP_PORT),
+        schedule: MtkSchedule::new(session.mtk.timing()),
+        keys: MtkKeys::new(
+            ctx.key_domain_id,
+            session.key_group,
+            ctx.leases,
+            ctx.journal,
+            ctx.lease_block,
+        ),
+        msks: ctx.msks,
+        egress: ctx.egress,
+        ctl: ctl_tx,
+        stats: stats.clone(),
+        state: state_tx,
+    };
+    let keys = tokio::spawn(task.run());
+    Ok(StreamingHandle {
+        name: session.name.clone(),
+        stats,
+        state,
+        stop,
+        ingest: Some(ingest),
+        keys,
+        ingest_addrs,
+    })
+}
+
+struct IngestFlow {
+    socket: UdpSocket,
+    rtp_dest: SocketAddr,
+    rtcp_dest: SocketAddr,
+}
+
+struct IngestLoop {
+    flows: Vec<IngestFlow>,
+    batcher: Batcher,
+    ctl: Receiver<KeyCommand>,
+    stats: Arc<SessionStats>,
+    stop: Arc<AtomicBool>,
+    srtp: SrtpSender,
+    continuity: SequenceContinuity,
+    max_ingest: usize,
+}
+
+/// Datagrams read from one socket before the others get a turn.
+const BURST: usize = 64;
+
+impl IngestLoop {
+    fn new(
+        flows: Vec<IngestFlow>,
+        egress: Egress,
+        ctl: Receiver<KeyCommand>,
+        stats: Arc<SessionStats>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let config = SrtpConfig::mbms();
+        let max_ingest = MAX_EGRESS_DATAGRAM - config.rtp_overhead().max(config.rtcp_overhead());
+        Self {
+            flows,
+            batcher: Batcher::new(egress),
+            ctl,
+            stats,
+            stop,
+            srtp: SrtpSender::new(SrtpConfig {
+                max_streams: 64,
+                ..config
+            })
+            .expect("the MBMS SRTP profile is valid"),
+            continuity: SequenceContinuity::new(64),
+            max_ingest,
+        }
+    }
+
+    fn run(mut self) {
+        let mut buf = vec![0u8; 65_536];
+        let mut fds: Vec<libc::pollfd> = self
+            .flows
+            .iter()
+            .map(|f| libc::pollfd {
+                fd: f.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            if !self.apply_key_commands() {
+                break;
+            }
+            // SAFETY: `fds` is a valid array of pollfd for the call's duration.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+            if ready <= 0 {
+                continue;
+            }
+            for (i, fd) in fds.iter().enumerate() {
+                if fd.revents & libc::POLLIN != 0 {
+                    self.drain(i, &mut buf);
+                }
+            }
+            self.batcher.flush();
+        }
+        self.batcher.flush();
+    }
+
+    /// Applies pending key changes; false when the key task is gone.
+    fn apply_key_commands(&mut self) -> bool {
+        loop {
+            let result = match self.ctl.try_recv() {
+                Ok(KeyCommand::Install(mki, mtk)) => {
+                    self.srtp.add_master_key(&mki.to_bytes(), &mtk)
+                }
+                Ok(KeyCommand::Activate(mki)) => self.srtp.set_active_key(&mki.to_bytes()),
+                Ok(KeyCommand::Retire(mki)) => self.srtp.remove_master_key(&mki.to_bytes()),
+                Ok(KeyCommand::RevokeAll) => {
+                    // A fresh context holds no key; per-SSRC indexes restart,
+                    // which is safe because only new MTKs will be installed.
+                    self.srtp = SrtpSender::new(*self.srtp.config()).expect("config was valid");
+                    Ok(())
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "key change refused by the SRTP context");
+            }
+        }
+    }
+
+    fn drain(&mut self, flow: usize, buf: &mut [u8]) {
+        for _ in 0..BURST {
+            let n = match self.flows[flow].socket.recv(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest receive failed");
+                    return;
+                }
+            };
+            self.stats.ingest_packets.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .ingest_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.forward(flow, buf, n);
+        }
+    }
+
+    fn forward(&mut self, flow: usize, buf: &mut [u8], n: usize) {
+        let kind = match classify(&buf[..n], self.max_ingest) {
+            Ok(kind) => kind,
+            Err(reject) => {
+                self.stats.drop_one(reject.reason());
+                tracing::debug!(error = %reject, "ingest datagram dropped");
+                return;
+            }
+        };
+        if self.srtp.active_key().is_none() {
+            self.stats.drop_one("no_key");
+            return;
+        }
+        let (result, dest, egress_kind) = match kind {
+            IngestKind::Rtp {
+                ssrc,
+                sequence_number,
+            } => {
+                let before = self.continuity.restarts();
+                self.continuity
+                    .rewrite(&mut buf[..n], ssrc, sequence_number);
+                if self.continuity.restarts() != before {
+                    self.stats
+                        .renumbered_restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                (
+                    self.srtp.protect(buf, n),
+                    self.flows[flow].rtp_dest,
+                    EgressKind::Srtp,
+                )
+            }
+            IngestKind::Rtcp => (
+                self.srtp.protect_rtcp(buf, n),
+                self.flows[flow].rtcp_dest,
+                EgressKind::Srtcp,
+            ),
+        };
+        match result {
+            Ok(len) => {
+                let counter = if egress_kind == EgressKind::Srtp {
+                    &self.stats.protected_rtp
+                } else {
+                    &self.stats.protected_rtcp
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.batcher.push(dest, egress_kind, &buf[..len]);
+            }
+            Err(SrtpError::IndexReused { .. } | SrtpError::IndexBehindWindow { .. }) => {
+                self.stats.drop_one("duplicate")
+            }
+            Err(SrtpError::TooManyStreams { .. }) => self.stats.drop_one("too_many_streams"),
+            Err(e) => {
+                self.stats.drop_one("protect_error");
+                tracing::debug!(error = %e, "SRTP protect refused a packet");
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+struct KeyTask<L> {
+    name: String,
+    mikey_dest: SocketAddr,
+    schedule: MtkSchedule,
+    keys: MtkKeys<L>,
+    msks: watch::Receiver<Arc<MskSet>>,
+    egress: Egress,
+    ctl: SyncSender<KeyCommand>,
+    stats: Arc<SessionStats>,
+    state: watch::Sender<SessionState>,
+}
+
+impl<L: LeaseSource> KeyTask<L> {
+    async fn run(mut self) {
+        let mut message = Vec::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            let now_unix = unix_now();
+            let msks = self.msks.borrow_and_update().clone();
+            self.check_msk(&msks, now_unix);
+            while let Some(action) = self.schedule.poll(now) {
+                if !self.act(action, &msks, now, now_unix, &mut message).await {
+                    return;
+                }
+            }
+            let wake = self
+                .schedule
+                .poll_at()
+                .map_or(Duration::from_millis(200), |at| {
+                    at.saturating_duration_since(Instant::now())
+                });
+            tokio::select! {
+                _ = tokio::time::sleep(wake.min(Duration::from_millis(200))) => {}
+                changed = self.msks.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Fail closed when the active MTK's MSK is gone; rotate early when it ends
+    /// soon or a newer MSK has become current.
+    fn check_msk(&mut self, msks: &MskSet, now_unix: i64) {
+        let Some(active) = self.schedule.active() else {
+            return;
+        };
+        if !self.keys.usable(active, msks, now_unix) {
+            let reason = format!(
+                "MSK {:#010x} of Key Group {} is no longer valid",
+                active.msk_id.0,
+                self.keys.key_group()
+            );
+            tracing::error!(session = %self.name, %reason, "halting: nothing is sent without a valid MSK");
+            for mki in self.schedule.revoke_all() {
+                self.keys.forget(mki);
+            }
+            let _ = self.ctl.try_send(KeyCommand::RevokeAll);
+            self.state.send_replace(SessionState::Halted { reason });
+            return;
+        }
+        let t = self.schedule.timing();
+        let margin = (t.lead + t.resend).as_secs() as i64 + 1;
+        let ends_soon = self
+            .keys
+            .msk_seconds_left(active, now_unix)
+            .is_some_and(|left| left <= margin);
+        let newer = msks
+            .current_for(self.keys.key_group(), now_unix)
+            .is_some_and(|m| m.msk_id != active.msk_id);
+        if (ends_soon || newer) && self.schedule.pending().is_none() {
+            self.schedule.request_rotation();
+        }
+    }
+
+    /// Performs one schedule action; false when the ingest thread is gone.
+    async fn act(
+        &mut self,
+        action: MtkAction,
+        msks: &MskSet,
+        now: Instant,
+        now_unix: i64,
+        message: &mut Vec<u8>,
+    ) -> bool {
+        let command = match action {
+            MtkAction::Prepare { activate_at } => match self.keys.new_mtk(msks, now_unix).await {
+                Ok((mki, mtk)) => {
+                    self.schedule.prepared(mki, activate_at, now);
+                    Some(KeyCommand::Install(mki, mtk))
+                }
+                Err(e) => {
+                    self.schedule.prepare_failed(now);
+                    if self.schedule.active().is_none() {
+                        let reason = e.to_string();
+                        if *self.state.borrow()
+                            != (SessionState::Halted {
+                                reason: reason.clone(),
+                            })
+                        {
+                            tracing::error!(session = %self.name, %reason, "halting: no MTK can be drawn");
+                        }
+                        self.state.send_replace(SessionState::Halted { reason });
+                    } else {
+                        tracing::warn!(session = %self.name, error = %e, "next MTK not ready; the current one stays");
+                    }
+                    None
+                }
+            },
+            MtkAction::Announce(mki) => {
+                message.clear();
+                match self.keys.mtk_message(mki, msks, now_unix, message).await {
+                    Ok(()) => {
+                        if self
+                            .egress
+                            .send_one(self.mikey_dest, EgressKind::Mikey, message)
+                        {
+                            self.stats.mikey_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %self.name, error = %e, "MTK message not sent")
+                    }
+                }
+                None
+            }
+            MtkAction::Activate(mki) => {
+                self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
+                self.state.send_replace(SessionState::OnAir { mki });
+                tracing::info!(session = %self.name, msk_id = format_args!("{:#010x}", mki.msk_id.0), mtk_id = mki.mtk_id.0, "MTK switch");
+                Some(KeyCommand::Activate(mki))
+            }
+            MtkAction::Retire(mki) => {
+                self.keys.forget(mki);
+                Some(KeyCommand::Retire(mki))
+            }
+        };
+        match command {
+            Some(c) => self.ctl.send(c).is_ok(),
+            None => true,
+        }
+    }
+}
+
+/// Starts every streaming session of a gateway with one BM-SC client.
+pub fn start_all(
+    sessions: &[StreamingSession],
+    key_domain_id: KeyDomainId,
+    client: &Arc<MskClient>,
+    journal: Arc<Mutex<KeyJournal>>,
+    lease_block: u16,
+    egress_for: impl Fn(&StreamingSession) -> Result<Egress>,
+) -> Result<Vec<StreamingHandle>> {
+    sessions
+        .iter()
+        .map(|s| {
+            start(
+                s,
+                SessionContext {
+                    key_domain_id,
+                    msks: client.msks(),
+                    leases: client.clone(),
+                    journal: journal.clone(),
+                    lease_block,
+                    egress: egress_for(s)?,
+                },
+            )
+        })
+        .collect()
+}
