@@ -1,0 +1,192 @@
+//! A BM-SC, a gateway and capture sockets on loopback for end-to-end tests.
+//! Multicast stays on the host: egress is pinned to 127.0.0.1 with TTL 0, and
+//! every join is on 127.0.0.1.
+
+use mbms_gateway::protocol::keys::KeyDomainId;
+use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const KEY_DOMAIN: KeyDomainId = KeyDomainId([0x09, 0xf1, 0x07]);
+pub const KEY_GROUP: u16 = 1;
+
+/// A fresh directory under the target's temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A UDP port free on 127.0.0.1 right now.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn bmsc_config(
+    listen: SocketAddr,
+    state_dir: &Path,
+    rotate_every_s: u32,
+    lifetime_s: u32,
+) -> BmscConfig {
+    BmscConfig {
+        listen,
+        tls: None,
+        key_domain_id: KEY_DOMAIN,
+        key_groups: vec![KEY_GROUP],
+        keys: KeySource::Generate(GenerateConfig {
+            rotate_every_s,
+            lifetime_s,
+            announce_ahead_s: 1,
+            seq_l: 1,
+            seq_u: 0xFFFF,
+        }),
+        state_dir: Some(state_dir.to_path_buf()),
+        heartbeat_interval_s: 1,
+    }
+}
+
+/// Starts a BM-SC on `listen` (port 0: any free port).
+pub async fn start_bmsc(config: &BmscConfig) -> RunningBmsc {
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    Bmsc::from_config(config).unwrap().spawn(listener).unwrap()
+}
+
+/// Gateway settings of the end-to-end tests.
+pub struct GatewaySetup {
+    pub state_dir: PathBuf,
+    pub bmsc: SocketAddr,
+    pub group: Ipv4Addr,
+    pub ingest_port: u16,
+    pub egress_port: u16,
+    pub period: &'static str,
+    pub lead: &'static str,
+    pub resend: &'static str,
+}
+
+impl GatewaySetup {
+    pub fn toml(&self) -> String {
+        format!(
+            r#"
+state_dir = "{state}"
+instance_id = "gw-test"
+lease_block = 4
+[bmsc]
+endpoint = "http://{bmsc}"
+key_domain_id = "09f107"
+backoff_initial_ms = 100
+backoff_max_ms = 300
+[[streaming]]
+name = "tv"
+key_group = {group_id}
+destination = "{group}"
+interface = "127.0.0.1"
+ttl = 0
+mtk = {{ period = "{period}", lead = "{lead}", resend = "{resend}", retire_after = "500ms" }}
+[[streaming.flow]]
+ingest = "127.0.0.1:{ingest}"
+port = {egress}
+"#,
+            state = self.state_dir.display(),
+            bmsc = self.bmsc,
+            group_id = KEY_GROUP,
+            group = self.group,
+            period = self.period,
+            lead = self.lead,
+            resend = self.resend,
+            ingest = self.ingest_port,
+            egress = self.egress_port,
+        )
+    }
+}
+
+/// Everything received on one multicast group:port, with arrival times.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    packets: Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    pub fn start(group: Ipv4Addr, port: u16) -> Self {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket.set_recv_buffer_size(8 << 20).unwrap();
+        socket
+            .bind(&SocketAddr::from((group, port)).into())
+            .unwrap();
+        socket
+            .join_multicast_v4(&group, &Ipv4Addr::LOCALHOST)
+            .unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let socket: UdpSocket = socket.into();
+        let stop = Arc::new(AtomicBool::new(false));
+        let packets = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, packets) = (stop.clone(), packets.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = socket.recv(&mut buf) {
+                        packets
+                            .lock()
+                            .unwrap()
+                            .push((Instant::now(), buf[..n].to_vec()));
+                    }
+                }
+            })
+        };
+        Self {
+            stop,
+            packets,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.packets.lock().unwrap().len()
+    }
+
+    pub fn snapshot(&self) -> Vec<(Instant, Vec<u8>)> {
+        self.packets.lock().unwrap().clone()
+    }
+
+    pub fn finish(mut self) -> Vec<(Instant, Vec<u8>)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        std::mem::take(&mut *self.packets.lock().unwrap())
+    }
+}
+
+/// An RTP packet of MPEG-TS payload type with a recognisable payload.
+pub fn rtp_packet(seq: u16, ssrc: u32, payload_len: usize) -> Vec<u8> {
+    let mut p = vec![0x80, 33];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..payload_len).map(|i| (i as u16).wrapping_mul(7).wrapping_add(seq) as u8));
+    p
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
