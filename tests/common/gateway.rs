@@ -109,10 +109,13 @@ port = {egress}
     }
 }
 
+/// Datagrams with their arrival times.
+pub type Captured = Vec<(Instant, Vec<u8>)>;
+
 /// Everything received on one multicast group:port, with arrival times.
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    packets: Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
+    packets: Arc<Mutex<Captured>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -159,11 +162,11 @@ impl Capture {
         self.packets.lock().unwrap().len()
     }
 
-    pub fn snapshot(&self) -> Vec<(Instant, Vec<u8>)> {
+    pub fn snapshot(&self) -> Captured {
         self.packets.lock().unwrap().clone()
     }
 
-    pub fn finish(mut self) -> Vec<(Instant, Vec<u8>)> {
+    pub fn finish(mut self) -> Captured {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
