@@ -6,44 +6,13 @@ mod common;
 
 use common::gateway::*;
 use common::libsrtp::{MasterKey, run_peer};
-use mbms_gateway::protocol::keys::{Mki, MskId};
-use mbms_gateway::protocol::mikey::{MtkReceptionState, open_mtk_message, peek_mtk_key_ids};
 use mbms_gateway::protocol::profile::MIKEY_UDP_PORT;
 use mbms_gateway::protocol::srtp::AuthTag;
-use mbms_gateway::runtime::bmsc::MskSet;
 use mbms_gateway::runtime::config::GatewayConfig;
 use mbms_gateway::runtime::gateway::Gateway;
 use mbms_gateway::runtime::streaming::SessionState;
-use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
-
-/// The MTKs announced in captured MIKEY messages, opened as a UE would.
-fn mtks_from_mikey(
-    captured: &[(std::time::Instant, Vec<u8>)],
-    msks: &MskSet,
-) -> BTreeMap<[u8; 6], MasterKey> {
-    let mut states: HashMap<MskId, MtkReceptionState> = HashMap::new();
-    let mut keys = BTreeMap::new();
-    for (_, message) in captured {
-        let ids = peek_mtk_key_ids(message).unwrap();
-        let msk = msks
-            .get(ids.msk_id)
-            .expect("MIKEY under an MSK the BM-SC issued");
-        // Re-sends of an MTK already held are dropped by the MTK ID rule.
-        if let Ok(opened) =
-            open_mtk_message(&msk.key, states.entry(ids.msk_id).or_default(), message)
-        {
-            let mki = Mki {
-                msk_id: ids.msk_id,
-                mtk_id: ids.mtk_id,
-            }
-            .to_bytes();
-            keys.insert(mki, (mki, opened.mtk));
-        }
-    }
-    keys
-}
 
 struct Running {
     bmsc: mbms_gateway::runtime::bmsc::RunningBmsc,

@@ -2,8 +2,12 @@
 //! Multicast stays on the host: egress is pinned to 127.0.0.1 with TTL 0, and
 //! every join is on 127.0.0.1.
 
-use mbms_gateway::protocol::keys::KeyDomainId;
+use super::libsrtp::MasterKey;
+use mbms_gateway::protocol::keys::{KeyDomainId, Mki, MskId};
+use mbms_gateway::protocol::mikey::{MtkReceptionState, open_mtk_message, peek_mtk_key_ids};
+use mbms_gateway::runtime::bmsc::MskSet;
 use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,4 +196,31 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> b
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The MTKs announced in captured MIKEY messages, opened as a UE would.
+pub fn mtks_from_mikey(
+    captured: &[(std::time::Instant, Vec<u8>)],
+    msks: &MskSet,
+) -> BTreeMap<[u8; 6], MasterKey> {
+    let mut states: HashMap<MskId, MtkReceptionState> = HashMap::new();
+    let mut keys = BTreeMap::new();
+    for (_, message) in captured {
+        let ids = peek_mtk_key_ids(message).unwrap();
+        let msk = msks
+            .get(ids.msk_id)
+            .expect("MIKEY under an MSK the BM-SC issued");
+        // Re-sends of an MTK already held are dropped by the MTK ID rule.
+        if let Ok(opened) =
+            open_mtk_message(&msk.key, states.entry(ids.msk_id).or_default(), message)
+        {
+            let mki = Mki {
+                msk_id: ids.msk_id,
+                mtk_id: ids.mtk_id,
+            }
+            .to_bytes();
+            keys.insert(mki, (mki, opened.mtk));
+        }
+    }
+    keys
 }
