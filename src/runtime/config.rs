@@ -268,6 +268,14 @@ port = 5004
     }
 
     #[test]
+    fn deploy_example_parses() {
+        let c = GatewayConfig::parse(include_str!("../../deploy/gateway.example.toml")).unwrap();
+        assert_eq!(c.streaming[0].flows.len(), 2);
+        assert_eq!(c.bmsc.key_groups, vec![1]);
+        assert!(c.bmsc.tls.as_ref().unwrap().cert_file.is_some());
+    }
+
+    #[test]
     fn good_config_parses() {
         let c = GatewayConfig::parse(GOOD).unwrap();
         assert_eq!(c.bmsc.key_domain_id.0, [0x64, 0xf0, 0]);

@@ -364,10 +364,6 @@ mod tests {
         let bmsc =
             BmscConfig::from_toml(include_str!("../../../deploy/bmsc.example.toml")).unwrap();
         assert!(bmsc.tls.unwrap().client_ca_file.is_some());
-        let gw =
-            MskClientConfig::from_toml(include_str!("../../../deploy/gateway-bmsc.example.toml"))
-                .unwrap();
-        assert_eq!(gw.key_groups, [1]);
     }
 
     #[test]
