@@ -59,6 +59,7 @@ async fn libsrtp_decrypts_captured_srtp_with_mtks_from_captured_mikey() {
     let group = Ipv4Addr::new(239, 255, 20, 1);
     let port = free_udp_port();
     let srtp = Capture::start(group, port);
+    let srtcp = Capture::start(group, port + 1);
     let mikey = Capture::start(group, MIKEY_UDP_PORT);
     let run = start("libsrtp-e2e", group, port, "700ms").await;
 
@@ -66,8 +67,16 @@ async fn libsrtp_decrypts_captured_srtp_with_mtks_from_captured_mikey() {
     let sent: Vec<Vec<u8>> = (0..900u16)
         .map(|i| rtp_packet(60_000u16.wrapping_add(i), 0xfeed_0001, 1316))
         .collect();
-    for packet in &sent {
+    let mut reports = Vec::new();
+    for (i, packet) in sent.iter().enumerate() {
         encoder.send_to(packet, run.ingest).unwrap();
+        if i % 100 == 50 {
+            // An RTCP sender report, multiplexed on the RTP port (RFC 5761).
+            let mut sr = vec![0x80, 200, 0, 6, 0xfe, 0xed, 0, 1];
+            sr.extend((0..20).map(|b| (b + i) as u8));
+            encoder.send_to(&sr, run.ingest).unwrap();
+            reports.push(sr);
+        }
         tokio::time::sleep(Duration::from_micros(3000)).await;
     }
     wait_for("every packet to arrive", Duration::from_secs(5), || {
@@ -76,6 +85,7 @@ async fn libsrtp_decrypts_captured_srtp_with_mtks_from_captured_mikey() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let captured = srtp.finish();
+    let captured_rtcp = srtcp.finish();
     let announced = mikey.finish();
     let stats = run.gateway.streaming[0].stats.clone();
     let msks = run.bmsc.control.msks();
@@ -115,6 +125,15 @@ async fn libsrtp_decrypts_captured_srtp_with_mtks_from_captured_mikey() {
         );
     }
     assert!(stats.mikey_sent.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+
+    // Sender reports leave as SRTCP to port + 1, and libsrtp opens them.
+    assert_eq!(captured_rtcp.len(), reports.len());
+    let records: Vec<(u8, Vec<u8>)> = captured_rtcp.iter().map(|(_, p)| (0, p.clone())).collect();
+    let results = run_peer("unprotect-rtcp", AuthTag::HmacSha1_80, &key_list, &records);
+    for ((status, plain), original) in results.iter().zip(&reports) {
+        assert_eq!(*status, 0, "libsrtp refused an SRTCP packet");
+        assert_eq!(plain, original);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
