@@ -6,6 +6,8 @@ pub mod bmsc;
 pub mod config;
 pub mod durable;
 pub mod egress;
+pub mod encoder;
 pub mod journal;
+pub mod probe;
 pub mod udp;
 pub mod units;
