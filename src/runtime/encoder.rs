@@ -1,0 +1,424 @@
+//! A synthetic encoder: RTP carrying MPEG-TS (RFC 2250, payload type 33) at a
+//! fixed packet rate, for labs, the demo and tests. Every payload embeds a
+//! packet counter and a pattern derived from it, so a receiver (the probe) can
+//! check after decryption that the content arrived intact
+//! ([`verify_synthetic_payload`]).
+//!
+//! Payload layout: [`TS_PACKETS_PER_RTP`] TS packets of 188 bytes, each with
+//! sync byte 0x47, PUSI on the first, PID [`SYNTHETIC_PID`], payload only and
+//! a continuity counter that runs on across RTP packets (ISO/IEC 13818-1
+//! §2.4.3.2). The 184 bytes after each TS header are: the 64-bit packet
+//! counter (big-endian), the TS packet's index in the RTP packet, and a
+//! pattern byte `counter·31 + index·184 + offset` (mod 256) up to the end.
+
+use crate::runtime::udp::{EgressOptions, egress_socket};
+use anyhow::{Context, Result};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// RTP payload type of MPEG-2 TS (RFC 3551 §6).
+pub const PAYLOAD_TYPE_MP2T: u8 = 33;
+/// RTP timestamp clock of MP2T (RFC 3551 §6).
+pub const MP2T_CLOCK_HZ: u64 = 90_000;
+/// Size of one MPEG-TS packet.
+pub const TS_PACKET_LEN: usize = 188;
+/// TS packets per RTP packet: the usual 7, which keeps an IP packet under 1500 bytes.
+pub const TS_PACKETS_PER_RTP: usize = 7;
+/// Bytes of RTP payload per packet.
+pub const SYNTHETIC_PAYLOAD_LEN: usize = TS_PACKET_LEN * TS_PACKETS_PER_RTP;
+/// Bytes of one synthetic RTP packet (12-byte header, no CSRC or extension).
+pub const SYNTHETIC_RTP_LEN: usize = RTP_HEADER_LEN + SYNTHETIC_PAYLOAD_LEN;
+/// The PID of the synthetic elementary stream.
+pub const SYNTHETIC_PID: u16 = 0x0100;
+
+const RTP_HEADER_LEN: usize = 12;
+const TS_SYNC: u8 = 0x47;
+const TS_HEADER_LEN: usize = 4;
+/// Counter (8 bytes) and TS index (1 byte) in front of the pattern.
+const TS_BODY_PREFIX: usize = 9;
+
+/// What one RTP packet of the synthetic stream carries in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntheticPacket {
+    pub ssrc: u32,
+    pub sequence_number: u16,
+    pub timestamp: u32,
+    pub payload_type: u8,
+    /// Packet counter embedded in the payload; also fixes the TS continuity counters.
+    pub counter: u64,
+}
+
+/// Writes the RTP packet `packet` into `buf[..SYNTHETIC_RTP_LEN]` and returns
+/// its length. `buf` must hold at least [`SYNTHETIC_RTP_LEN`] bytes (plus the
+/// SRTP overhead if it is protected in place afterwards).
+pub fn build_synthetic_rtp(packet: &SyntheticPacket, buf: &mut [u8]) -> usize {
+    let out = &mut buf[..SYNTHETIC_RTP_LEN];
+    out[0] = 0x80; // V=2, no padding, extension or CSRC
+    out[1] = packet.payload_type & 0x7f;
+    out[2..4].copy_from_slice(&packet.sequence_number.to_be_bytes());
+    out[4..8].copy_from_slice(&packet.timestamp.to_be_bytes());
+    out[8..12].copy_from_slice(&packet.ssrc.to_be_bytes());
+    write_synthetic_payload(packet.counter, &mut out[RTP_HEADER_LEN..]);
+    SYNTHETIC_RTP_LEN
+}
+
+/// Fills a [`SYNTHETIC_PAYLOAD_LEN`]-byte payload for packet `counter`.
+fn write_synthetic_payload(counter: u64, payload: &mut [u8]) {
+    for (index, ts) in payload.chunks_exact_mut(TS_PACKET_LEN).enumerate() {
+        ts[..TS_HEADER_LEN].copy_from_slice(&ts_header(counter, index));
+        ts[TS_HEADER_LEN..TS_HEADER_LEN + 8].copy_from_slice(&counter.to_be_bytes());
+        ts[TS_HEADER_LEN + 8] = index as u8;
+        for (offset, byte) in ts[TS_HEADER_LEN + TS_BODY_PREFIX..].iter_mut().enumerate() {
+            *byte = pattern_byte(counter, index, offset);
+        }
+    }
+}
+
+/// The TS header of TS packet `index` of RTP packet `counter`.
+fn ts_header(counter: u64, index: usize) -> [u8; 4] {
+    let continuity = (counter.wrapping_mul(TS_PACKETS_PER_RTP as u64) + index as u64) as u8 & 0x0f;
+    let pusi = if index == 0 { 0x40 } else { 0x00 };
+    [
+        TS_SYNC,
+        pusi | (SYNTHETIC_PID >> 8) as u8 & 0x1f,
+        SYNTHETIC_PID as u8,
+        0x10 | continuity, // not scrambled, payload only
+    ]
+}
+
+fn pattern_byte(counter: u64, index: usize, offset: usize) -> u8 {
+    (counter.wrapping_mul(31) as u8)
+        .wrapping_add((index * TS_PACKET_LEN) as u8)
+        .wrapping_add(offset as u8)
+}
+
+/// Why a payload that looks synthetic does not check out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PayloadError {
+    #[error("payload of {0} bytes is not a synthetic payload")]
+    NotSynthetic(usize),
+    #[error("TS packet {index}: bad header {found:02x?}")]
+    TsHeader { index: usize, found: [u8; 4] },
+    #[error("TS packet {index}: counter {found} differs from the first TS packet's {expected}")]
+    Counter {
+        index: usize,
+        found: u64,
+        expected: u64,
+    },
+    #[error("TS packet {index}: pattern differs at byte {offset}")]
+    Pattern { index: usize, offset: usize },
+}
+
+/// Whether `payload` claims to be synthetic: the right size and a TS sync byte.
+/// Other payloads (a real encoder's) are not checked.
+pub fn looks_synthetic(payload: &[u8]) -> bool {
+    payload.len() == SYNTHETIC_PAYLOAD_LEN && payload.first() == Some(&TS_SYNC)
+}
+
+/// Checks a synthetic payload completely (every TS header, counter and
+/// pattern byte) and returns its packet counter.
+pub fn verify_synthetic_payload(payload: &[u8]) -> Result<u64, PayloadError> {
+    if payload.len() != SYNTHETIC_PAYLOAD_LEN {
+        return Err(PayloadError::NotSynthetic(payload.len()));
+    }
+    let counter_of = |ts: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&ts[TS_HEADER_LEN..TS_HEADER_LEN + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    let counter = counter_of(payload);
+    for (index, ts) in payload.chunks_exact(TS_PACKET_LEN).enumerate() {
+        let found = counter_of(ts);
+        if found != counter {
+            return Err(PayloadError::Counter {
+                index,
+                found,
+                expected: counter,
+            });
+        }
+        if ts[..TS_HEADER_LEN] != ts_header(counter, index)
+            || usize::from(ts[TS_HEADER_LEN + 8]) != index
+        {
+            let mut found = [0u8; 4];
+            found.copy_from_slice(&ts[..TS_HEADER_LEN]);
+            return Err(PayloadError::TsHeader { index, found });
+        }
+        let body = &ts[TS_HEADER_LEN + TS_BODY_PREFIX..];
+        if let Some(offset) = body
+            .iter()
+            .enumerate()
+            .position(|(offset, &b)| b != pattern_byte(counter, index, offset))
+        {
+            return Err(PayloadError::Pattern { index, offset });
+        }
+    }
+    Ok(counter)
+}
+
+/// A synthetic encoder run. Unset SSRC, sequence number and timestamp are
+/// random, as RFC 3550 §5.1 asks; set them to model a restarted encoder (same
+/// SSRC with the sequence number jumping back, or a new SSRC).
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    pub dest: SocketAddr,
+    /// Packets per second (> 0).
+    pub rate_pps: u32,
+    /// Stop after this many packets (`None`: until stopped or `duration`).
+    pub packets: Option<u64>,
+    /// Stop after this long (`None`: until stopped or `packets`).
+    pub duration: Option<Duration>,
+    pub ssrc: Option<u32>,
+    pub initial_seq: Option<u16>,
+    pub initial_timestamp: Option<u32>,
+    /// Counter embedded in the first payload.
+    pub initial_counter: u64,
+    pub payload_type: u8,
+    /// Local address to send from (IPv4: also the multicast interface).
+    pub interface: Option<IpAddr>,
+    /// Multicast TTL / hop limit.
+    pub ttl: u32,
+}
+
+impl EncoderConfig {
+    /// MP2T at `rate_pps` to `dest`, random SSRC / SEQ / timestamp, TTL 1.
+    pub fn new(dest: SocketAddr, rate_pps: u32) -> Self {
+        Self {
+            dest,
+            rate_pps,
+            packets: None,
+            duration: None,
+            ssrc: None,
+            initial_seq: None,
+            initial_timestamp: None,
+            initial_counter: 0,
+            payload_type: PAYLOAD_TYPE_MP2T,
+            interface: None,
+            ttl: 1,
+        }
+    }
+}
+
+/// What an encoder run sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EncoderStats {
+    pub ssrc: u32,
+    pub first_seq: u16,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub send_errors: u64,
+}
+
+/// A running encoder thread.
+pub struct EncoderHandle {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<EncoderStats>,
+}
+
+impl EncoderHandle {
+    /// Asks the encoder to stop and waits for it.
+    pub fn stop(self) -> EncoderStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// Waits until the encoder ends by itself (packet count or duration).
+    pub fn join(self) -> EncoderStats {
+        self.thread.join().expect("encoder thread does not panic")
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// Starts an encoder on its own thread.
+pub fn start_encoder(config: EncoderConfig) -> Result<EncoderHandle> {
+    anyhow::ensure!(
+        config.rate_pps > 0,
+        "encoder rate must be above 0 packets/s"
+    );
+    let socket = egress_socket(
+        config.dest.is_ipv6(),
+        &EgressOptions {
+            interface: config.interface,
+            interface_index: 0,
+            ttl: config.ttl,
+            dscp: 0,
+        },
+    )
+    .context("encoder socket")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("synthetic-encoder".into())
+        .spawn(move || run(&config, &socket, &flag))
+        .context("spawning the encoder thread")?;
+    Ok(EncoderHandle { stop, thread })
+}
+
+fn run(config: &EncoderConfig, socket: &std::net::UdpSocket, stop: &AtomicBool) -> EncoderStats {
+    let mut packet = SyntheticPacket {
+        ssrc: config.ssrc.unwrap_or_else(rand::random),
+        sequence_number: config.initial_seq.unwrap_or_else(rand::random),
+        timestamp: config.initial_timestamp.unwrap_or_else(rand::random),
+        payload_type: config.payload_type,
+        counter: config.initial_counter,
+    };
+    let mut stats = EncoderStats {
+        ssrc: packet.ssrc,
+        first_seq: packet.sequence_number,
+        packets_sent: 0,
+        bytes_sent: 0,
+        send_errors: 0,
+    };
+    let ticks_per_packet = (MP2T_CLOCK_HZ / u64::from(config.rate_pps)).max(1) as u32;
+    let interval = Duration::from_secs(1) / config.rate_pps;
+    let start = Instant::now();
+    let mut buf = [0u8; SYNTHETIC_RTP_LEN];
+    while !stop.load(Ordering::Relaxed)
+        && config.packets.is_none_or(|n| stats.packets_sent < n)
+        && config.duration.is_none_or(|d| start.elapsed() < d)
+    {
+        let due = start + interval * (stats.packets_sent.min(u64::from(u32::MAX)) as u32);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let len = build_synthetic_rtp(&packet, &mut buf);
+        match socket.send_to(&buf[..len], config.dest) {
+            Ok(_) => {
+                stats.packets_sent += 1;
+                stats.bytes_sent += len as u64;
+            }
+            Err(e) => {
+                stats.send_errors += 1;
+                tracing::debug!(error = %e, dest = %config.dest, "encoder send failed");
+                // A failing send (no route yet) must not spin the thread.
+                std::thread::sleep(interval);
+            }
+        }
+        packet.sequence_number = packet.sequence_number.wrapping_add(1);
+        packet.timestamp = packet.timestamp.wrapping_add(ticks_per_packet);
+        packet.counter = packet.counter.wrapping_add(1);
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::srtp::RtpHeader;
+    use proptest::prelude::*;
+
+    fn sample(counter: u64) -> SyntheticPacket {
+        SyntheticPacket {
+            ssrc: 0x1234_5678,
+            sequence_number: 65535,
+            timestamp: 90_000,
+            payload_type: PAYLOAD_TYPE_MP2T,
+            counter,
+        }
+    }
+
+    #[test]
+    fn packet_is_rtp_carrying_seven_ts_packets() {
+        let mut buf = [0u8; 1500];
+        let len = build_synthetic_rtp(&sample(5), &mut buf);
+        assert_eq!(len, 12 + 1316);
+        let (header, header_len) = RtpHeader::parse(&buf[..len]).unwrap();
+        assert_eq!(header_len, 12);
+        assert_eq!(
+            (header.payload_type, header.sequence_number, header.ssrc),
+            (33, 65535, 0x1234_5678)
+        );
+        let payload = &buf[12..len];
+        for (i, ts) in payload.chunks(188).enumerate() {
+            assert_eq!(ts[0], 0x47);
+            assert_eq!(u16::from_be_bytes([ts[1], ts[2]]) & 0x1fff, SYNTHETIC_PID);
+            assert_eq!(
+                ts[1] & 0x40 != 0,
+                i == 0,
+                "PUSI on the first TS packet only"
+            );
+            assert_eq!(ts[3] >> 4, 0x1, "payload only");
+            assert_eq!(usize::from(ts[3] & 0x0f), (5 * 7 + i) % 16);
+        }
+        assert_eq!(verify_synthetic_payload(payload), Ok(5));
+    }
+
+    #[test]
+    fn continuity_counter_runs_across_rtp_packets() {
+        let mut a = [0u8; SYNTHETIC_RTP_LEN];
+        let mut b = [0u8; SYNTHETIC_RTP_LEN];
+        build_synthetic_rtp(&sample(9), &mut a);
+        build_synthetic_rtp(&sample(10), &mut b);
+        let last_cc = a[12 + 6 * 188 + 3] & 0x0f;
+        let next_cc = b[12 + 3] & 0x0f;
+        assert_eq!(next_cc, (last_cc + 1) & 0x0f);
+    }
+
+    #[test]
+    fn verifier_finds_each_kind_of_damage() {
+        let mut buf = [0u8; SYNTHETIC_RTP_LEN];
+        build_synthetic_rtp(&sample(77), &mut buf);
+        let payload = &buf[12..];
+        let damaged = |at: usize| {
+            let mut copy = payload.to_vec();
+            copy[at] ^= 0x01;
+            verify_synthetic_payload(&copy)
+        };
+        assert!(matches!(
+            damaged(188 + 3),
+            Err(PayloadError::TsHeader { index: 1, .. })
+        ));
+        assert!(matches!(
+            damaged(2 * 188 + 4 + 7),
+            Err(PayloadError::Counter { index: 2, .. })
+        ));
+        assert_eq!(
+            damaged(6 * 188 + 100),
+            Err(PayloadError::Pattern {
+                index: 6,
+                offset: 100 - 13
+            })
+        );
+        assert_eq!(
+            verify_synthetic_payload(&payload[..1000]),
+            Err(PayloadError::NotSynthetic(1000))
+        );
+    }
+
+    #[test]
+    fn encoder_sends_paced_counted_packets() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut config = EncoderConfig::new(rx.local_addr().unwrap(), 500);
+        config.packets = Some(20);
+        config.ssrc = Some(0xabcd);
+        config.initial_seq = Some(65530);
+        config.interface = Some("127.0.0.1".parse().unwrap());
+        let stats = start_encoder(config).unwrap().join();
+        assert_eq!(stats.packets_sent, 20);
+        assert_eq!((stats.ssrc, stats.first_seq), (0xabcd, 65530));
+        let mut buf = [0u8; 2048];
+        for i in 0..20u64 {
+            let n = rx.recv(&mut buf).unwrap();
+            let (header, len) = RtpHeader::parse(&buf[..n]).unwrap();
+            assert_eq!(header.sequence_number, 65530u16.wrapping_add(i as u16));
+            assert_eq!(verify_synthetic_payload(&buf[len..n]), Ok(i));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_and_random_bytes(counter in any::<u64>(), bytes in proptest::collection::vec(any::<u8>(), 0..1400)) {
+            let mut buf = [0u8; SYNTHETIC_RTP_LEN];
+            build_synthetic_rtp(&sample(counter), &mut buf);
+            prop_assert_eq!(verify_synthetic_payload(&buf[12..]), Ok(counter));
+            let _ = verify_synthetic_payload(&bytes);
+        }
+    }
+}
