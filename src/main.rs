@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mbms_gateway::runtime::bmsc::{BmscConfig, serve as serve_bmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
+use mbms_gateway::runtime::demo::{DemoOptions, run_demo};
 use mbms_gateway::runtime::gateway::Gateway;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,18 @@ enum Command {
     Bmsc {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Run BM-SC, encoder, gateway and probe on loopback and verify the chain.
+    Demo {
+        /// Seconds the encoder sends.
+        #[arg(long, default_value_t = 12)]
+        seconds: u64,
+        /// Encoder packets per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a gateway configuration without sending anything.
     CheckConfig {
@@ -109,6 +122,28 @@ async fn run(command: Command) -> Result<ExitCode> {
             tracing::info!(listen = %config.listen, "reference BM-SC running");
             serve_bmsc(config, terminated()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            seconds,
+            rate,
+            json,
+        } => {
+            let options = DemoOptions {
+                duration: std::time::Duration::from_secs(seconds),
+                rate_pps: rate,
+                ..DemoOptions::default()
+            };
+            let summary = run_demo(&options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{summary}");
+            }
+            Ok(if summary.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::CheckConfig { config } => {
             let parsed = GatewayConfig::load(&config)?;

@@ -284,3 +284,19 @@ async fn bmsc_outage_sends_while_the_msk_is_valid_halts_after_and_resumes() {
     gateway.stop().await;
     bmsc.stop().await.unwrap();
 }
+
+/// The demo is the whole chain: BM-SC, encoder, gateway and a probe acting as a
+/// UE. It must decrypt every packet across several MTK switches and one MSK
+/// change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_decrypts_every_packet_across_mtk_switches_and_an_msk_change() {
+    let summary = mbms_gateway::runtime::demo::run_demo(&Default::default())
+        .await
+        .unwrap();
+    assert!(summary.passed, "{summary}");
+    assert_eq!(summary.probe.srtp.decrypted, summary.encoder_packets);
+    assert!(summary.probe.mtk_switches() >= 3, "{summary}");
+    assert!(summary.msks_used >= 2, "{summary}");
+    assert_eq!(summary.probe.srtp.auth_failures, 0);
+    assert_eq!(summary.probe.lost(), 0);
+}

@@ -4,6 +4,7 @@
 
 pub mod bmsc;
 pub mod config;
+pub mod demo;
 pub mod durable;
 pub mod egress;
 pub mod encoder;

@@ -472,18 +472,22 @@ impl<L: LeaseSource> KeyTask<L> {
                 }
                 Err(e) => {
                     self.schedule.prepare_failed(now);
-                    if self.schedule.active().is_none() {
-                        let reason = e.to_string();
-                        if *self.state.borrow()
-                            != (SessionState::Halted {
-                                reason: reason.clone(),
-                            })
-                        {
-                            tracing::error!(session = %self.name, %reason, "halting: no MTK can be drawn");
+                    let reason = e.to_string();
+                    let state = self.state.borrow().clone();
+                    match state {
+                        SessionState::Halted { reason: ref old } if *old == reason => {}
+                        // At start the BM-SC snapshot may simply not be in yet.
+                        SessionState::Starting => {
+                            tracing::info!(session = %self.name, %reason, "waiting for a valid MSK; nothing is sent until then");
+                            self.state.send_replace(SessionState::Halted { reason });
                         }
-                        self.state.send_replace(SessionState::Halted { reason });
-                    } else {
-                        tracing::warn!(session = %self.name, error = %e, "next MTK not ready; the current one stays");
+                        _ if self.schedule.active().is_none() => {
+                            tracing::error!(session = %self.name, %reason, "halting: no MTK can be drawn");
+                            self.state.send_replace(SessionState::Halted { reason });
+                        }
+                        _ => {
+                            tracing::warn!(session = %self.name, error = %e, "next MTK not ready; the current one stays")
+                        }
                     }
                     None
                 }
