@@ -300,3 +300,71 @@ async fn probe_decrypts_every_packet_across_mtk_switches_and_an_msk_change() {
     assert_eq!(summary.probe.srtp.auth_failures, 0);
     assert_eq!(summary.probe.lost(), 0);
 }
+
+/// IPv6 egress (unicast to ::1; `lo` does not loop IPv6 multicast back) and
+/// multicast ingest: the encoder sends to a group the gateway joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_egress_and_multicast_ingest() {
+    let dir = temp_dir("ipv6-mcast-ingest");
+    let bmsc = start_bmsc(&bmsc_config(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir.join("bmsc"),
+        3600,
+        7200,
+    ))
+    .await;
+    let sink = UdpSocket::bind("[::1]:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mikey = UdpSocket::bind("[::1]:2269").unwrap();
+    let ingest_group = Ipv4Addr::new(239, 255, 20, 6);
+    let ingest_port = free_udp_port();
+    let config = format!(
+        r#"
+state_dir = "{state}"
+instance_id = "gw-v6"
+[bmsc]
+endpoint = "http://{bmsc}"
+key_domain_id = "09f107"
+[[streaming]]
+name = "v6"
+key_group = 1
+destination = "::1"
+mtk = {{ period = "10s", lead = "1s", resend = "1s" }}
+[[streaming.flow]]
+ingest = "{ingest_group}:{ingest_port}"
+ingest_interface = "127.0.0.1"
+port = {port}
+"#,
+        state = dir.join("gw").display(),
+        bmsc = bmsc.local_addr,
+        port = sink.local_addr().unwrap().port(),
+    );
+    let gateway = Gateway::start(&GatewayConfig::parse(&config).unwrap()).unwrap();
+    let state = gateway.streaming[0].state.clone();
+    wait_for("on air", Duration::from_secs(10), || {
+        matches!(*state.borrow(), SessionState::OnAir { .. })
+    })
+    .await;
+
+    let encoder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    encoder.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+    encoder.set_multicast_ttl_v4(0).unwrap();
+    let encoder: UdpSocket = encoder.into();
+    let mut buf = [0u8; 2048];
+    for seq in 0..50u16 {
+        encoder
+            .send_to(&rtp_packet(seq, 0x66, 500), (ingest_group, ingest_port))
+            .unwrap();
+        let n = sink.recv(&mut buf).expect("SRTP over IPv6");
+        assert_eq!(n, 12 + 500 + 16);
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), seq);
+    }
+    if let Some(mikey) = mikey {
+        mikey
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        assert!(mikey.recv(&mut buf).is_ok(), "MIKEY reaches [::1]:2269");
+    }
+    gateway.stop().await;
+    bmsc.stop().await.unwrap();
+}
