@@ -3,10 +3,15 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use mbms_gateway::runtime::bmsc::{BmscConfig, serve as serve_bmsc};
+use mbms_gateway::runtime::bmsc::config::parse_key_domain_id;
+use mbms_gateway::runtime::bmsc::{BmscConfig, MskClientConfig, serve as serve_bmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
 use mbms_gateway::runtime::demo::{DemoOptions, run_demo};
 use mbms_gateway::runtime::gateway::Gateway;
+use mbms_gateway::runtime::probe::{
+    ProbeExpect, ProbeKeySource, StreamingProbeConfig, run_streaming_probe,
+};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,6 +47,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Receive a streaming session as a UE would and report what decrypted.
+    Probe(ProbeArgs),
     /// Run BM-SC, encoder, gateway and probe on loopback and verify the chain.
     Demo {
         /// Seconds the encoder sends.
@@ -59,6 +66,101 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// Multicast group (or local address) of the session.
+    #[arg(long)]
+    group: IpAddr,
+    /// SRTP port(s) of the session's flows.
+    #[arg(long = "port", required = true)]
+    ports: Vec<u16>,
+    /// Local IPv4 address of the interface to join on.
+    #[arg(long)]
+    interface: Option<IpAddr>,
+    /// Key Domain ID, 6 hex digits.
+    #[arg(long)]
+    key_domain_id: String,
+    /// Key Group(s) whose MSKs to use.
+    #[arg(long = "key-group", required = true)]
+    key_groups: Vec<u16>,
+    /// MSKs from a key file (the reference BM-SC's format) ...
+    #[arg(long, conflicts_with = "bmsc")]
+    key_file: Option<PathBuf>,
+    /// ... or from a BM-SC (`http://host:port`).
+    #[arg(long)]
+    bmsc: Option<String>,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Exit non-zero unless at least this many packets decrypted.
+    #[arg(long)]
+    expect_min_packets: Option<u64>,
+    /// Exit non-zero on more SRTP authentication failures than this.
+    #[arg(long)]
+    expect_max_auth_failures: Option<u64>,
+    /// Exit non-zero on more lost packets than this.
+    #[arg(long)]
+    expect_max_lost: Option<u64>,
+    /// Exit non-zero on more rejected MIKEY messages than this.
+    #[arg(long)]
+    expect_max_mikey_rejected: Option<u64>,
+    /// Exit non-zero unless at least this many MTK switches were seen.
+    #[arg(long)]
+    expect_min_mtk_switches: Option<u64>,
+}
+
+async fn probe(args: ProbeArgs) -> Result<ExitCode> {
+    let key_domain_id = parse_key_domain_id(&args.key_domain_id)
+        .map_err(|e| anyhow::anyhow!("--key-domain-id: {e}"))?;
+    let key_source = match (args.key_file, args.bmsc) {
+        (Some(path), None) => ProbeKeySource::KeyFile {
+            path,
+            key_groups: args.key_groups,
+        },
+        (None, Some(endpoint)) => ProbeKeySource::Bmsc(MskClientConfig::new(
+            endpoint,
+            key_domain_id,
+            args.key_groups,
+            "probe",
+        )),
+        _ => anyhow::bail!("give the MSKs with --key-file or --bmsc"),
+    };
+    let mut config = StreamingProbeConfig::new(args.group, args.ports, key_domain_id, key_source);
+    config.interface = args.interface;
+    config.duration = args.seconds.map(std::time::Duration::from_secs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        terminated().await;
+        let _ = stop_tx.send(true);
+    });
+    let report = run_streaming_probe(config, stop_rx).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+    let expect = ProbeExpect {
+        min_packets: args.expect_min_packets,
+        max_auth_failures: args.expect_max_auth_failures,
+        max_lost: args.expect_max_lost,
+        max_mikey_rejected: args.expect_max_mikey_rejected,
+        min_mtk_switches: args.expect_min_mtk_switches,
+        max_payload_errors: None,
+    };
+    match expect.check(&report) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(failures) => {
+            for f in failures {
+                eprintln!("probe: expectation not met: {f}");
+            }
+            Ok(ExitCode::from(3))
+        }
+    }
 }
 
 fn init_logs(format: LogFormat) {
@@ -123,6 +225,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             serve_bmsc(config, terminated()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe(args) => probe(args).await,
         Command::Demo {
             seconds,
             rate,
