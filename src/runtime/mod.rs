@@ -2,10 +2,12 @@
 //! BM-SC connection. Time and randomness are read here and passed into
 //! [`crate::protocol`].
 
+pub mod admin;
 pub mod bmsc;
 pub mod config;
 pub mod durable;
 pub mod egress;
 pub mod journal;
+pub mod metrics;
 pub mod udp;
 pub mod units;
