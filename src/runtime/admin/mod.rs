@@ -152,14 +152,14 @@ async fn serve_connection(
 }
 
 fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if let Some(token) = &state.token {
-        if !authorized(request, token) {
-            let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+    if let Some(token) = &state.token
+        && !authorized(request, token)
+    {
+        let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
