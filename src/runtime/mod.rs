@@ -2,6 +2,7 @@
 //! BM-SC connection. Time and randomness are read here and passed into
 //! [`crate::protocol`].
 
+pub mod admin;
 pub mod bmsc;
 pub mod config;
 pub mod demo;
@@ -10,6 +11,7 @@ pub mod egress;
 pub mod encoder;
 pub mod gateway;
 pub mod journal;
+pub mod metrics;
 pub mod mtk_keys;
 pub mod probe;
 pub mod streaming;

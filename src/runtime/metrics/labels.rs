@@ -1,0 +1,195 @@
+//! The fixed label values. Each enum lists every value it can export, so a
+//! metric's series are known from the configuration alone.
+
+use crate::runtime::bmsc::{ConnectionState, RpcError};
+use crate::runtime::egress::EgressKind;
+
+/// A label value type with a closed set of values.
+pub trait LabelValue: Copy + 'static {
+    /// Every value, in declaration order.
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+    /// Position in [`LabelValue::ALL`], for per-value handle arrays.
+    fn index(self) -> usize;
+}
+
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl LabelValue for $name {
+            const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// Why an ingest packet was dropped.
+    DropReason {
+        /// Not a parseable RTP packet.
+        Malformed => "malformed",
+        /// Larger than the egress datagram budget after protection.
+        Oversize => "oversize",
+        /// From a source the session does not expect.
+        UnknownSource => "unknown_source",
+        /// No MTK (or no valid MSK to deliver one) to protect it with.
+        NoKey => "no_key",
+        /// The egress sender is gone.
+        EgressClosed => "egress_closed",
+    }
+}
+
+label_enum! {
+    /// What an egress datagram carries.
+    EgressLabel {
+        Srtp => "srtp",
+        Srtcp => "srtcp",
+        Mikey => "mikey",
+        Alc => "alc",
+    }
+}
+
+label_enum! {
+    /// How a MIKEY MTK message was delivered.
+    MikeyTransport {
+        /// UDP to port 2269 (TS 33.246 §6.3.3.2.2).
+        Udp => "udp",
+        /// As an object in the FLUTE session (download delivery).
+        Flute => "flute",
+    }
+}
+
+label_enum! {
+    /// The BM-SC connection state, without its details.
+    BmscState {
+        Connecting => "connecting",
+        Connected => "connected",
+        Failed => "failed",
+    }
+}
+
+label_enum! {
+    /// The BM-SC unary calls.
+    BmscRpc {
+        LeaseMtkIds => "lease_mtk_ids",
+        GetCurrentMsk => "get_current_msk",
+        WatchMsks => "watch_msks",
+    }
+}
+
+label_enum! {
+    /// Why a BM-SC call failed.
+    RpcFailure {
+        /// The BM-SC answered with a gRPC error status.
+        Status => "status",
+        /// No answer within the call timeout.
+        Timeout => "timeout",
+    }
+}
+
+impl From<EgressKind> for EgressLabel {
+    fn from(kind: EgressKind) -> Self {
+        match kind {
+            EgressKind::Srtp => Self::Srtp,
+            EgressKind::Srtcp => Self::Srtcp,
+            EgressKind::Mikey => Self::Mikey,
+            EgressKind::Alc => Self::Alc,
+        }
+    }
+}
+
+impl From<&ConnectionState> for BmscState {
+    fn from(state: &ConnectionState) -> Self {
+        match state {
+            ConnectionState::Connecting { .. } => Self::Connecting,
+            ConnectionState::Connected => Self::Connected,
+            ConnectionState::Failed { .. } => Self::Failed,
+        }
+    }
+}
+
+impl From<&RpcError> for RpcFailure {
+    fn from(error: &RpcError) -> Self {
+        match error {
+            RpcError::Status { .. } => Self::Status,
+            RpcError::Timeout { .. } => Self::Timeout,
+        }
+    }
+}
+
+impl BmscRpc {
+    /// The call named as in the BM-SC service definition (`"LeaseMtkIds"`).
+    pub fn from_call(call: &str) -> Option<Self> {
+        match call {
+            "LeaseMtkIds" => Some(Self::LeaseMtkIds),
+            "GetCurrentMsk" => Some(Self::GetCurrentMsk),
+            "WatchMsks" => Some(Self::WatchMsks),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<L: LabelValue + std::fmt::Debug>() {
+        for (i, value) in L::ALL.iter().enumerate() {
+            assert_eq!(value.index(), i, "{value:?}");
+            let text = value.as_str();
+            assert!(
+                text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_lowercase_and_indexed_in_order() {
+        check::<DropReason>();
+        check::<EgressLabel>();
+        check::<MikeyTransport>();
+        check::<BmscState>();
+        check::<BmscRpc>();
+        check::<RpcFailure>();
+    }
+
+    #[test]
+    fn egress_kinds_map_onto_their_stats_slot() {
+        for kind in [
+            EgressKind::Srtp,
+            EgressKind::Srtcp,
+            EgressKind::Mikey,
+            EgressKind::Alc,
+        ] {
+            assert_eq!(EgressLabel::from(kind).index(), kind as usize);
+        }
+    }
+
+    #[test]
+    fn rpc_names_from_the_client() {
+        for rpc in BmscRpc::ALL {
+            let call = match rpc {
+                BmscRpc::LeaseMtkIds => "LeaseMtkIds",
+                BmscRpc::GetCurrentMsk => "GetCurrentMsk",
+                BmscRpc::WatchMsks => "WatchMsks",
+            };
+            assert_eq!(BmscRpc::from_call(call), Some(*rpc));
+        }
+        assert_eq!(BmscRpc::from_call("Lease"), None);
+    }
+}
