@@ -10,6 +10,7 @@ use mbms_gateway::protocol::profile::MIKEY_UDP_PORT;
 use mbms_gateway::protocol::srtp::AuthTag;
 use mbms_gateway::runtime::config::GatewayConfig;
 use mbms_gateway::runtime::gateway::Gateway;
+use mbms_gateway::runtime::metrics::labels::DropReason;
 use mbms_gateway::runtime::streaming::SessionState;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
@@ -173,12 +174,16 @@ async fn bad_ingest_is_counted_and_dropped_and_the_good_stream_loses_nothing() {
 
     assert_eq!(captured.len(), good.len(), "exactly the good packets leave");
     for (reason, expected) in [
-        ("malformed", 120),
-        ("oversize", 60),
-        ("rtcp_malformed", 60),
-        ("empty", 60),
+        (DropReason::Malformed, 120),
+        (DropReason::Oversize, 60),
+        (DropReason::RtcpMalformed, 60),
+        (DropReason::Empty, 60),
     ] {
-        assert_eq!(stats.dropped(reason), expected, "drops counted as {reason}");
+        assert_eq!(
+            stats.dropped(reason),
+            expected,
+            "drops counted as {reason:?}"
+        );
     }
     // SRTP packets keep the encoder's header: sequence numbers in order.
     for (i, (_, p)) in captured.iter().enumerate() {
@@ -262,7 +267,7 @@ async fn bmsc_outage_sends_while_the_msk_is_valid_halts_after_and_resumes() {
         halted_at,
         "nothing is sent without a valid MSK"
     );
-    assert!(gateway.streaming[0].stats.dropped("no_key") > 0);
+    assert!(gateway.streaming[0].stats.dropped(DropReason::NoKey) > 0);
 
     // The BM-SC comes back on the same address: new MSKs, traffic resumes.
     let mut back_cfg = bmsc_cfg.clone();

@@ -55,18 +55,26 @@ impl EgressStats {
 }
 
 /// The producer side; cheap to clone. The thread stops when every clone is
-/// dropped and the queue is drained.
+/// dropped and the queue is drained. Each clone made with
+/// [`Egress::with_own_stats`] counts what it sends separately, so sessions
+/// sharing one sender thread keep their own egress counters.
 #[derive(Clone)]
 pub struct Egress {
-    tx: SyncSender<Batch>,
+    tx: SyncSender<Queued>,
     shared: Arc<Shared>,
+    stats: Arc<EgressStats>,
+}
+
+/// A batch with the counters it is to be counted in.
+struct Queued {
+    batch: Batch,
+    stats: Arc<EgressStats>,
 }
 
 /// State seen by both the producers and the sender thread.
 #[derive(Default)]
 struct Shared {
     pool: std::sync::Mutex<Vec<Vec<u8>>>,
-    stats: Arc<EgressStats>,
     alive: AtomicBool,
 }
 
@@ -86,11 +94,27 @@ impl Egress {
         let handle = std::thread::Builder::new()
             .name(format!("egress-{name}"))
             .spawn(move || worker.run(socket, rx))?;
-        Ok((Self { tx, shared }, handle))
+        Ok((
+            Self {
+                tx,
+                shared,
+                stats: Default::default(),
+            },
+            handle,
+        ))
     }
 
+    /// A producer on the same thread whose sends are counted in fresh stats.
+    pub fn with_own_stats(&self) -> Self {
+        Self {
+            stats: Default::default(),
+            ..self.clone()
+        }
+    }
+
+    /// What this producer (and its clones) sent.
     pub fn stats(&self) -> &Arc<EgressStats> {
-        &self.shared.stats
+        &self.stats
     }
 
     /// False once the thread has stopped (every producer dropped, or it failed).
@@ -112,11 +136,15 @@ impl Egress {
     /// producer). Returns false when the thread is gone.
     pub fn send(&self, batch: Batch) -> bool {
         debug_assert!(batch.datagrams() <= GSO_MAX_SEGMENTS);
-        match self.tx.try_send(batch) {
+        let queued = Queued {
+            batch,
+            stats: self.stats.clone(),
+        };
+        match self.tx.try_send(queued) {
             Ok(()) => true,
-            Err(TrySendError::Full(batch)) => {
-                self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
-                self.tx.send(batch).is_ok()
+            Err(TrySendError::Full(queued)) => {
+                self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                self.tx.send(queued).is_ok()
             }
             Err(TrySendError::Disconnected(_)) => false,
         }
@@ -136,17 +164,17 @@ impl Egress {
 }
 
 impl Shared {
-    fn run(&self, socket: UdpSocket, rx: Receiver<Batch>) {
+    fn run(&self, socket: UdpSocket, rx: Receiver<Queued>) {
         let mut gso = true;
-        while let Ok(mut batch) = rx.recv() {
+        while let Ok(Queued { mut batch, stats }) = rx.recv() {
             let kind = batch.kind as usize;
             match send_segments(&socket, batch.dest, &batch.buf, batch.segment, &mut gso) {
                 Ok(()) => {
-                    self.stats.packets[kind].fetch_add(batch.datagrams() as u64, Ordering::Relaxed);
-                    self.stats.bytes[kind].fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
+                    stats.packets[kind].fetch_add(batch.datagrams() as u64, Ordering::Relaxed);
+                    stats.bytes[kind].fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(dest = %batch.dest, error = %e, "send failed");
                 }
             }

@@ -15,9 +15,10 @@ use super::bmsc::{MskClient, MskSet};
 use super::config::StreamingSession;
 use super::egress::{Batcher, Egress, EgressKind};
 use super::journal::KeyJournal;
+use super::metrics::labels::{DropReason, LabelValue};
 use super::mtk_keys::{LeaseSource, MtkKeys};
 use super::udp::{IngestOptions, ingest_socket};
-use crate::protocol::ingest::{IngestKind, SequenceContinuity, classify};
+use crate::protocol::ingest::{IngestKind, IngestReject, SequenceContinuity, classify};
 use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::mtk_schedule::{MtkAction, MtkSchedule};
 use crate::protocol::profile::MIKEY_UDP_PORT;
@@ -46,17 +47,7 @@ pub enum KeyCommand {
     RevokeAll,
 }
 
-/// Why ingest traffic was dropped (metric label values).
-pub const DROP_REASONS: [&str; 8] = [
-    "oversize",
-    "malformed",
-    "empty",
-    "rtcp_malformed",
-    "no_key",
-    "duplicate",
-    "protect_error",
-    "too_many_streams",
-];
+const DROP_REASON_COUNT: usize = DropReason::ALL.len();
 
 /// Counters of one session, shared with metrics and tests.
 #[derive(Debug, Default)]
@@ -65,24 +56,20 @@ pub struct SessionStats {
     pub ingest_bytes: AtomicU64,
     pub protected_rtp: AtomicU64,
     pub protected_rtcp: AtomicU64,
-    pub dropped: [AtomicU64; DROP_REASONS.len()],
+    /// Indexed by [`DropReason::index`].
+    pub dropped: [AtomicU64; DROP_REASON_COUNT],
     pub renumbered_restarts: AtomicU64,
     pub mtk_rotations: AtomicU64,
     pub mikey_sent: AtomicU64,
 }
 
 impl SessionStats {
-    pub fn dropped(&self, reason: &str) -> u64 {
-        DROP_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
     }
 
-    fn drop_one(&self, reason: &str) {
-        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
-            self.dropped[i].fetch_add(1, Ordering::Relaxed);
-        }
+    fn drop_one(&self, reason: DropReason) {
+        self.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -321,13 +308,18 @@ impl IngestLoop {
         let kind = match classify(&buf[..n], self.max_ingest) {
             Ok(kind) => kind,
             Err(reject) => {
-                self.stats.drop_one(reject.reason());
+                self.stats.drop_one(match reject {
+                    IngestReject::Oversize { .. } => DropReason::Oversize,
+                    IngestReject::Malformed(_) => DropReason::Malformed,
+                    IngestReject::Empty => DropReason::Empty,
+                    IngestReject::MalformedRtcp(_) => DropReason::RtcpMalformed,
+                });
                 tracing::debug!(error = %reject, "ingest datagram dropped");
                 return;
             }
         };
         if self.srtp.active_key().is_none() {
-            self.stats.drop_one("no_key");
+            self.stats.drop_one(DropReason::NoKey);
             return;
         }
         let (result, dest, egress_kind) = match kind {
@@ -366,11 +358,13 @@ impl IngestLoop {
                 self.batcher.push(dest, egress_kind, &buf[..len]);
             }
             Err(SrtpError::IndexReused { .. } | SrtpError::IndexBehindWindow { .. }) => {
-                self.stats.drop_one("duplicate")
+                self.stats.drop_one(DropReason::Duplicate)
             }
-            Err(SrtpError::TooManyStreams { .. }) => self.stats.drop_one("too_many_streams"),
+            Err(SrtpError::TooManyStreams { .. }) => {
+                self.stats.drop_one(DropReason::TooManyStreams)
+            }
             Err(e) => {
-                self.stats.drop_one("protect_error");
+                self.stats.drop_one(DropReason::ProtectError);
                 tracing::debug!(error = %e, "SRTP protect refused a packet");
             }
         }

@@ -40,16 +40,22 @@ macro_rules! label_enum {
 label_enum! {
     /// Why an ingest packet was dropped.
     DropReason {
-        /// Not a parseable RTP packet.
-        Malformed => "malformed",
         /// Larger than the egress datagram budget after protection.
         Oversize => "oversize",
-        /// From a source the session does not expect.
-        UnknownSource => "unknown_source",
+        /// Not a parseable RTP packet.
+        Malformed => "malformed",
+        /// An RTP header without payload.
+        Empty => "empty",
+        /// RTCP (RFC 5761 packet type) that does not parse.
+        RtcpMalformed => "rtcp_malformed",
         /// No MTK (or no valid MSK to deliver one) to protect it with.
         NoKey => "no_key",
-        /// The egress sender is gone.
-        EgressClosed => "egress_closed",
+        /// A packet index already sent (duplicate, or too far behind).
+        Duplicate => "duplicate",
+        /// SRTP refused the packet for another reason.
+        ProtectError => "protect_error",
+        /// More SSRCs in the session than the SRTP context tracks.
+        TooManyStreams => "too_many_streams",
     }
 }
 
