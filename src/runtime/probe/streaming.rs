@@ -132,11 +132,11 @@ impl SrtpSide {
         if self.installed.contains(&mki) {
             return;
         }
-        if self.installed.len() >= MAX_MASTER_KEYS {
-            if let Some(oldest) = self.installed.pop_front() {
-                for port in &mut self.ports {
-                    port.receiver.remove_master_key(&oldest).ok();
-                }
+        if self.installed.len() >= MAX_MASTER_KEYS
+            && let Some(oldest) = self.installed.pop_front()
+        {
+            for port in &mut self.ports {
+                port.receiver.remove_master_key(&oldest).ok();
             }
         }
         for port in &mut self.ports {
@@ -262,14 +262,13 @@ impl SrtpSide {
         if let Some(mki) = packet
             .get(rtp_len..rtp_len + mki_len)
             .and_then(|m| <[u8; Mki::LEN]>::try_from(m).ok())
+            && !track.mkis.contains(&mki)
         {
-            if !track.mkis.contains(&mki) {
-                if !track.mkis.is_empty() {
-                    track.stats.mtk_switches += 1;
-                }
-                track.mkis.push(mki);
-                track.stats.mkis.push(hex::encode(mki));
+            if !track.mkis.is_empty() {
+                track.stats.mtk_switches += 1;
             }
+            track.mkis.push(mki);
+            track.stats.mkis.push(hex::encode(mki));
         }
         let payload = &packet[header_len..rtp_len];
         if looks_synthetic(payload) {
