@@ -117,6 +117,11 @@ impl Sender {
 
     /// The next SRTP packet of the synthetic stream.
     fn next_packet(&mut self) -> Vec<u8> {
+        self.next_packet_with(|_| {})
+    }
+
+    /// The next SRTP packet, with `edit` applied to the RTP packet before protection.
+    fn next_packet_with(&mut self, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
         let mut buf = vec![0u8; SYNTHETIC_RTP_LEN + SrtpConfig::mbms().rtp_overhead()];
         let rtp_len = build_synthetic_rtp(
             &SyntheticPacket {
@@ -128,6 +133,7 @@ impl Sender {
             },
             &mut buf,
         );
+        edit(&mut buf[..rtp_len]);
         let len = self.srtp.protect(&mut buf, rtp_len).unwrap();
         buf.truncate(len);
         self.seq = self.seq.wrapping_add(1);
@@ -316,16 +322,20 @@ fn tampered_packet_is_an_auth_failure_and_the_stream_continues() {
     tampered[40] ^= 0x04; // one ciphertext bit
     sender.send_srtp(&tampered);
     sender.send_packets(10);
-    wait_for(&handle, |r| r.srtp.received == 21);
+    // Content damaged before protection: authentic, but not what was encoded.
+    let bad_content = sender.next_packet_with(|rtp| rtp[12 + 3 * 188 + 50] ^= 0x10);
+    sender.send_srtp(&bad_content);
+    wait_for(&handle, |r| r.srtp.received == 22);
     let report = handle.stop();
     assert_eq!(report.srtp.auth_failures, 1, "{report}");
-    assert_eq!(report.srtp.decrypted, 20);
+    assert_eq!(report.srtp.decrypted, 21);
     assert_eq!(
         report.lost(),
         1,
         "the tampered packet's SEQ never decrypted"
     );
-    assert_eq!(report.payload_errors(), 0);
+    assert_eq!(report.payloads_checked(), 21);
+    assert_eq!(report.payload_errors(), 1);
     assert_eq!(report.srtp.stream_resets, 0);
 }
 
