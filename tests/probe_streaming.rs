@@ -5,7 +5,7 @@
 use mbms_gateway::protocol::keys::{KeyDomainId, Mki, Msk, MskId, Mtk, MtkId, MtkKey, MtkSalt};
 use mbms_gateway::protocol::mikey::{MtkMessageParams, build_mtk_message};
 use mbms_gateway::protocol::srtp::{SrtpConfig, SrtpSender};
-use mbms_gateway::runtime::bmsc::MskRecord;
+use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, KeySource, MskClientConfig, MskRecord};
 use mbms_gateway::runtime::encoder::{SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp};
 use mbms_gateway::runtime::probe::{
     ProbeExpect, ProbeHandle, ProbeKeySource, ProbeReport, StreamingProbeConfig,
@@ -369,4 +369,91 @@ fn restarted_sender_is_picked_up_after_repeated_failures() {
     assert_eq!(report.srtp.decrypted, 50 + 30 - failures);
     assert_eq!(report.streams[0].mtk_switches, 1);
     assert_eq!(report.srtp.auth_failures, 0);
+}
+
+/// Writes a key file in the reference BM-SC's format holding the test MSK.
+fn write_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        "key_domain_id = \"{}\"\n[[msk]]\nmsk_id = {:#010x}\nkey = \"{}\"\n\
+         seq_l = 1\nseq_u = 65535\nnot_before = 0\nnot_after = 4000000000\n",
+        hex::encode(DOMAIN.0),
+        MSK_ID.0,
+        hex::encode(MSK),
+    );
+    let path = dir.join("keys.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn probes_with_a_key_file_and_with_a_bmsc_share_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = write_key_file(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bmsc = runtime.block_on(async {
+        let config = BmscConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            key_domain_id: DOMAIN,
+            key_groups: vec![1],
+            keys: KeySource::File { path: keys.clone() },
+            state_dir: None,
+            heartbeat_interval_s: 1,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Bmsc::from_config(&config).unwrap().spawn(listener).unwrap()
+    });
+
+    let (group, srtp_port, mikey_port) = session(6);
+    let config = |key_source| {
+        let mut config =
+            StreamingProbeConfig::new(group.into(), vec![srtp_port], DOMAIN, key_source);
+        config.interface = Some(IpAddr::V4(LOOPBACK));
+        config.mikey_port = mikey_port;
+        config
+    };
+    let from_file = start_streaming_probe(config(ProbeKeySource::KeyFile {
+        path: keys,
+        key_groups: vec![1],
+    }))
+    .unwrap();
+    let mut client = MskClientConfig::new(
+        format!("http://{}", bmsc.local_addr),
+        DOMAIN,
+        vec![1],
+        "probe",
+    );
+    client.backoff_initial_ms = 20;
+    let from_bmsc = start_streaming_probe(config(ProbeKeySource::Bmsc(client))).unwrap();
+
+    // The BM-SC's MSKs arrive in the background: re-send the MTK message, as a
+    // gateway does periodically, until the BM-SC probe has opened one.
+    let mut sender = Sender::new(group, srtp_port, mikey_port);
+    let mut mtk_id = 0;
+    let give_up = Instant::now() + Duration::from_secs(15);
+    while from_bmsc.snapshot().mikey.accepted == 0 && Instant::now() < give_up {
+        mtk_id += 1;
+        let message = sender.mtk_message(MSK_ID, MSK, mtk_id);
+        sender.send_mikey(&message);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for(&from_file, |r| r.mikey.accepted == u64::from(mtk_id));
+    sender.use_mtk(mtk_id);
+    sender.send_packets(50);
+    wait_for(&from_file, |r| r.srtp.decrypted == 50);
+    wait_for(&from_bmsc, |r| r.srtp.decrypted == 50);
+    let (from_file, from_bmsc) = (from_file.stop(), from_bmsc.stop());
+    runtime.block_on(bmsc.stop()).unwrap();
+
+    assert_eq!(from_file.mikey.accepted, u64::from(mtk_id), "{from_file}");
+    assert_eq!(from_file.mikey.rejected(), 0);
+    assert_eq!(from_file.srtp.decrypted, 50);
+    assert!(from_bmsc.mikey.accepted >= 1, "{from_bmsc}");
+    assert_eq!(
+        from_bmsc.mikey.missed_key + from_bmsc.mikey.accepted,
+        u64::from(mtk_id),
+        "before its MSKs arrived, the BM-SC probe missed the key"
+    );
+    assert_eq!(from_bmsc.srtp.decrypted, 50);
+    assert_eq!(from_bmsc.srtp.auth_failures, 0);
 }
