@@ -9,7 +9,7 @@ use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, KeySource, MskClientConfig, 
 use mbms_gateway::runtime::encoder::{SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp};
 use mbms_gateway::runtime::probe::{
     ProbeExpect, ProbeHandle, ProbeKeySource, ProbeReport, StreamingProbeConfig,
-    start_streaming_probe,
+    run_streaming_probe, start_streaming_probe,
 };
 use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -456,4 +456,52 @@ fn probes_with_a_key_file_and_with_a_bmsc_share_the_group() {
     );
     assert_eq!(from_bmsc.srtp.decrypted, 50);
     assert_eq!(from_bmsc.srtp.auth_failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_probe_runs_until_the_stop_signal() {
+    let (group, srtp_port, mikey_port) = session(7);
+    let mut config = StreamingProbeConfig::new(
+        group.into(),
+        vec![srtp_port],
+        DOMAIN,
+        ProbeKeySource::Static(vec![msk_record(MSK_ID, MSK)]),
+    );
+    config.interface = Some(IpAddr::V4(LOOPBACK));
+    config.mikey_port = mikey_port;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let probe = tokio::spawn(run_streaming_probe(config, stopped));
+
+    // A live session: the MTK re-announced every 10 packets, packets until told to stop.
+    let sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = std::sync::Arc::clone(&sending);
+    let session = std::thread::spawn(move || {
+        let mut sender = Sender::new(group, srtp_port, mikey_port);
+        sender.use_mtk(1);
+        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let message = sender.mtk_message(MSK_ID, MSK, 1);
+            sender.send_mikey(&message);
+            std::thread::sleep(Duration::from_millis(2));
+            sender.send_packets(10);
+        }
+        sender.packets
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).unwrap();
+    let report = probe.await.unwrap().unwrap();
+    sending.store(false, std::sync::atomic::Ordering::Relaxed);
+    let sent = session.join().unwrap();
+
+    assert!(report.srtp.decrypted > 0, "{report}");
+    assert!(report.srtp.decrypted <= sent);
+    assert_eq!(report.mikey.accepted, 1, "one MTK, re-announced");
+    assert!(report.mikey.repeats > 0);
+    let expect = ProbeExpect {
+        max_auth_failures: Some(0),
+        max_lost: Some(0),
+        max_mikey_rejected: Some(0),
+        max_payload_errors: Some(0),
+        ..ProbeExpect::default()
+    };
+    assert_eq!(expect.check(&report), Ok(()), "{report}");
 }
