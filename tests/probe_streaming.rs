@@ -54,6 +54,7 @@ struct Sender {
     mikey_dest: SocketAddr,
     srtp_dest: SocketAddr,
     srtp: SrtpSender,
+    ssrc: u32,
     counter: u32,
     seq: u16,
     packets: u64,
@@ -76,6 +77,7 @@ impl Sender {
             mikey_dest: SocketAddr::new(group.into(), mikey_port),
             srtp_dest: SocketAddr::new(group.into(), srtp_port),
             srtp: SrtpSender::new(SrtpConfig::mbms()).unwrap(),
+            ssrc: SSRC,
             counter: 100,
             seq: 65_500, // wraps during the longer tests
             packets: 0,
@@ -125,7 +127,7 @@ impl Sender {
         let mut buf = vec![0u8; SYNTHETIC_RTP_LEN + SrtpConfig::mbms().rtp_overhead()];
         let rtp_len = build_synthetic_rtp(
             &SyntheticPacket {
-                ssrc: SSRC,
+                ssrc: self.ssrc,
                 sequence_number: self.seq,
                 timestamp: self.seq as u32 * 3000,
                 payload_type: 33,
@@ -504,4 +506,32 @@ async fn async_probe_runs_until_the_stop_signal() {
         ..ProbeExpect::default()
     };
     assert_eq!(expect.check(&report), Ok(()), "{report}");
+}
+
+#[test]
+fn senders_restarting_under_new_ssrcs_do_not_exhaust_the_stream_table() {
+    let (group, srtp_port, mikey_port) = session(8);
+    let handle = probe(group, srtp_port, mikey_port, Duration::from_millis(200));
+    let mut announcer = Sender::new(group, srtp_port, mikey_port);
+    let message = announcer.mtk_message(MSK_ID, MSK, 1);
+    announcer.send_mikey(&message);
+    wait_for(&handle, |r| r.mikey.accepted == 1);
+
+    let restarts = 2 * SrtpConfig::mbms().max_streams as u32;
+    for i in 0..restarts {
+        let mut sender = Sender::new(group, srtp_port, mikey_port);
+        sender.ssrc = SSRC + i;
+        sender.use_mtk(1);
+        sender.send_packets(3);
+        wait_for(&handle, |r| r.srtp.received == 3 * u64::from(i + 1));
+    }
+    let report = handle.stop();
+    assert_eq!(report.srtp.decrypted, 3 * u64::from(restarts), "{report}");
+    assert_eq!(report.streams.len(), restarts as usize);
+    assert_eq!(
+        report.srtp.stream_resets,
+        u64::from(restarts) - SrtpConfig::mbms().max_streams as u64,
+        "one silent SSRC dropped per new one beyond the table"
+    );
+    assert_eq!(report.srtp.malformed, 0);
 }

@@ -76,13 +76,18 @@ pub fn build_synthetic_rtp(packet: &SyntheticPacket, buf: &mut [u8]) -> usize {
 /// Fills a [`SYNTHETIC_PAYLOAD_LEN`]-byte payload for packet `counter`.
 fn write_synthetic_payload(counter: u64, payload: &mut [u8]) {
     for (index, ts) in payload.chunks_exact_mut(TS_PACKET_LEN).enumerate() {
-        ts[..TS_HEADER_LEN].copy_from_slice(&ts_header(counter, index));
-        ts[MAGIC_AT..COUNTER_AT].copy_from_slice(&SYNTHETIC_MAGIC);
-        ts[COUNTER_AT..INDEX_AT].copy_from_slice(&counter.to_be_bytes());
-        ts[INDEX_AT] = index as u8;
-        for (offset, byte) in ts[PATTERN_AT..].iter_mut().enumerate() {
-            *byte = pattern_byte(counter, index, offset);
-        }
+        write_ts_packet(counter, index, ts);
+    }
+}
+
+/// Writes TS packet `index` of RTP packet `counter` into `ts` (188 bytes).
+fn write_ts_packet(counter: u64, index: usize, ts: &mut [u8]) {
+    ts[..TS_HEADER_LEN].copy_from_slice(&ts_header(counter, index));
+    ts[MAGIC_AT..COUNTER_AT].copy_from_slice(&SYNTHETIC_MAGIC);
+    ts[COUNTER_AT..INDEX_AT].copy_from_slice(&counter.to_be_bytes());
+    ts[INDEX_AT] = index as u8;
+    for (offset, byte) in ts[PATTERN_AT..].iter_mut().enumerate() {
+        *byte = pattern_byte(counter, index, offset);
     }
 }
 
@@ -141,7 +146,13 @@ pub fn verify_synthetic_payload(payload: &[u8]) -> Result<u64, PayloadError> {
         u64::from_be_bytes(bytes)
     };
     let counter = counter_of(payload);
+    let mut expected = [0u8; TS_PACKET_LEN];
     for (index, ts) in payload.chunks_exact(TS_PACKET_LEN).enumerate() {
+        // Fast path: one comparison against the packet as it was written.
+        write_ts_packet(counter, index, &mut expected);
+        if ts == expected {
+            continue;
+        }
         let found = counter_of(ts);
         if found != counter {
             return Err(PayloadError::Counter {
@@ -158,14 +169,12 @@ pub fn verify_synthetic_payload(payload: &[u8]) -> Result<u64, PayloadError> {
             found.copy_from_slice(&ts[..TS_HEADER_LEN]);
             return Err(PayloadError::TsHeader { index, found });
         }
-        let body = &ts[PATTERN_AT..];
-        if let Some(offset) = body
+        let offset = ts[PATTERN_AT..]
             .iter()
-            .enumerate()
-            .position(|(offset, &b)| b != pattern_byte(counter, index, offset))
-        {
-            return Err(PayloadError::Pattern { index, offset });
-        }
+            .zip(&expected[PATTERN_AT..])
+            .position(|(found, wanted)| found != wanted)
+            .unwrap_or(0);
+        return Err(PayloadError::Pattern { index, offset });
     }
     Ok(counter)
 }
