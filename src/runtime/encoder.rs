@@ -7,9 +7,11 @@
 //! Payload layout: [`TS_PACKETS_PER_RTP`] TS packets of 188 bytes, each with
 //! sync byte 0x47, PUSI on the first, PID [`SYNTHETIC_PID`], payload only and
 //! a continuity counter that runs on across RTP packets (ISO/IEC 13818-1
-//! §2.4.3.2). The 184 bytes after each TS header are: the 64-bit packet
-//! counter (big-endian), the TS packet's index in the RTP packet, and a
-//! pattern byte `counter·31 + index·184 + offset` (mod 256) up to the end.
+//! §2.4.3.2). The 184 bytes after each TS header are: the magic
+//! [`SYNTHETIC_MAGIC`] (so a real MP2T stream is never mistaken for a
+//! synthetic one), the 64-bit packet counter (big-endian), the TS packet's
+//! index in the RTP packet, and a pattern byte `counter·31 + index·188 +
+//! offset` (mod 256) up to the end.
 
 use crate::runtime::udp::{EgressOptions, egress_socket};
 use anyhow::{Context, Result};
@@ -38,8 +40,13 @@ pub const SYNTHETIC_PID: u16 = 0x0100;
 const RTP_HEADER_LEN: usize = 12;
 const TS_SYNC: u8 = 0x47;
 const TS_HEADER_LEN: usize = 4;
-/// Counter (8 bytes) and TS index (1 byte) in front of the pattern.
-const TS_BODY_PREFIX: usize = 9;
+/// Marks a TS packet body as written by the synthetic encoder.
+pub const SYNTHETIC_MAGIC: [u8; 8] = *b"MBMS-SYN";
+const MAGIC_AT: usize = TS_HEADER_LEN;
+const COUNTER_AT: usize = MAGIC_AT + SYNTHETIC_MAGIC.len();
+const INDEX_AT: usize = COUNTER_AT + 8;
+/// Where the pattern starts in a TS packet.
+const PATTERN_AT: usize = INDEX_AT + 1;
 
 /// What one RTP packet of the synthetic stream carries in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +76,18 @@ pub fn build_synthetic_rtp(packet: &SyntheticPacket, buf: &mut [u8]) -> usize {
 /// Fills a [`SYNTHETIC_PAYLOAD_LEN`]-byte payload for packet `counter`.
 fn write_synthetic_payload(counter: u64, payload: &mut [u8]) {
     for (index, ts) in payload.chunks_exact_mut(TS_PACKET_LEN).enumerate() {
-        ts[..TS_HEADER_LEN].copy_from_slice(&ts_header(counter, index));
-        ts[TS_HEADER_LEN..TS_HEADER_LEN + 8].copy_from_slice(&counter.to_be_bytes());
-        ts[TS_HEADER_LEN + 8] = index as u8;
-        for (offset, byte) in ts[TS_HEADER_LEN + TS_BODY_PREFIX..].iter_mut().enumerate() {
-            *byte = pattern_byte(counter, index, offset);
-        }
+        write_ts_packet(counter, index, ts);
+    }
+}
+
+/// Writes TS packet `index` of RTP packet `counter` into `ts` (188 bytes).
+fn write_ts_packet(counter: u64, index: usize, ts: &mut [u8]) {
+    ts[..TS_HEADER_LEN].copy_from_slice(&ts_header(counter, index));
+    ts[MAGIC_AT..COUNTER_AT].copy_from_slice(&SYNTHETIC_MAGIC);
+    ts[COUNTER_AT..INDEX_AT].copy_from_slice(&counter.to_be_bytes());
+    ts[INDEX_AT] = index as u8;
+    for (offset, byte) in ts[PATTERN_AT..].iter_mut().enumerate() {
+        *byte = pattern_byte(counter, index, offset);
     }
 }
 
@@ -101,7 +114,7 @@ fn pattern_byte(counter: u64, index: usize, offset: usize) -> u8 {
 pub enum PayloadError {
     #[error("payload of {0} bytes is not a synthetic payload")]
     NotSynthetic(usize),
-    #[error("TS packet {index}: bad header {found:02x?}")]
+    #[error("TS packet {index}: header {found:02x?}, magic or index is not the expected one")]
     TsHeader { index: usize, found: [u8; 4] },
     #[error("TS packet {index}: counter {found} differs from the first TS packet's {expected}")]
     Counter {
@@ -113,10 +126,12 @@ pub enum PayloadError {
     Pattern { index: usize, offset: usize },
 }
 
-/// Whether `payload` claims to be synthetic: the right size and a TS sync byte.
-/// Other payloads (a real encoder's) are not checked.
+/// Whether `payload` claims to be synthetic: the right size, a TS sync byte
+/// and the magic. Other payloads (a real encoder's) are not checked.
 pub fn looks_synthetic(payload: &[u8]) -> bool {
-    payload.len() == SYNTHETIC_PAYLOAD_LEN && payload.first() == Some(&TS_SYNC)
+    payload.len() == SYNTHETIC_PAYLOAD_LEN
+        && payload[0] == TS_SYNC
+        && payload[MAGIC_AT..COUNTER_AT] == SYNTHETIC_MAGIC
 }
 
 /// Checks a synthetic payload completely (every TS header, counter and
@@ -127,11 +142,17 @@ pub fn verify_synthetic_payload(payload: &[u8]) -> Result<u64, PayloadError> {
     }
     let counter_of = |ts: &[u8]| {
         let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&ts[TS_HEADER_LEN..TS_HEADER_LEN + 8]);
+        bytes.copy_from_slice(&ts[COUNTER_AT..INDEX_AT]);
         u64::from_be_bytes(bytes)
     };
     let counter = counter_of(payload);
+    let mut expected = [0u8; TS_PACKET_LEN];
     for (index, ts) in payload.chunks_exact(TS_PACKET_LEN).enumerate() {
+        // Fast path: one comparison against the packet as it was written.
+        write_ts_packet(counter, index, &mut expected);
+        if ts == expected {
+            continue;
+        }
         let found = counter_of(ts);
         if found != counter {
             return Err(PayloadError::Counter {
@@ -141,20 +162,19 @@ pub fn verify_synthetic_payload(payload: &[u8]) -> Result<u64, PayloadError> {
             });
         }
         if ts[..TS_HEADER_LEN] != ts_header(counter, index)
-            || usize::from(ts[TS_HEADER_LEN + 8]) != index
+            || ts[MAGIC_AT..COUNTER_AT] != SYNTHETIC_MAGIC
+            || usize::from(ts[INDEX_AT]) != index
         {
             let mut found = [0u8; 4];
             found.copy_from_slice(&ts[..TS_HEADER_LEN]);
             return Err(PayloadError::TsHeader { index, found });
         }
-        let body = &ts[TS_HEADER_LEN + TS_BODY_PREFIX..];
-        if let Some(offset) = body
+        let offset = ts[PATTERN_AT..]
             .iter()
-            .enumerate()
-            .position(|(offset, &b)| b != pattern_byte(counter, index, offset))
-        {
-            return Err(PayloadError::Pattern { index, offset });
-        }
+            .zip(&expected[PATTERN_AT..])
+            .position(|(found, wanted)| found != wanted)
+            .unwrap_or(0);
+        return Err(PayloadError::Pattern { index, offset });
     }
     Ok(counter)
 }
@@ -361,6 +381,17 @@ mod tests {
     }
 
     #[test]
+    fn only_synthetic_payloads_look_synthetic() {
+        let mut buf = [0u8; SYNTHETIC_RTP_LEN];
+        build_synthetic_rtp(&sample(1), &mut buf);
+        assert!(looks_synthetic(&buf[12..]));
+        let mut real_ts = buf[12..].to_vec();
+        real_ts[MAGIC_AT] ^= 0xff; // a real encoder's TS: same size, sync byte, no magic
+        assert!(!looks_synthetic(&real_ts));
+        assert!(!looks_synthetic(&buf[12..1000]));
+    }
+
+    #[test]
     fn verifier_finds_each_kind_of_damage() {
         let mut buf = [0u8; SYNTHETIC_RTP_LEN];
         build_synthetic_rtp(&sample(77), &mut buf);
@@ -375,14 +406,14 @@ mod tests {
             Err(PayloadError::TsHeader { index: 1, .. })
         ));
         assert!(matches!(
-            damaged(2 * 188 + 4 + 7),
+            damaged(2 * 188 + 4 + 8 + 7),
             Err(PayloadError::Counter { index: 2, .. })
         ));
         assert_eq!(
             damaged(6 * 188 + 100),
             Err(PayloadError::Pattern {
                 index: 6,
-                offset: 100 - 13
+                offset: 100 - 21
             })
         );
         assert_eq!(

@@ -249,9 +249,11 @@ fn key_store(config: &StreamingProbeConfig) -> Result<(MskStore, Option<BmscWatc
                 .enable_all()
                 .build()
                 .context("BM-SC client runtime")?;
-            let client = runtime
-                .block_on(async { MskClient::start(client_config.clone()) })
-                .context("BM-SC client")?;
+            // `enter`, not `block_on`: callers may be inside another runtime.
+            let client = {
+                let _context = runtime.enter();
+                MskClient::start(client_config.clone()).context("BM-SC client")?
+            };
             let store = MskStore::Watched(client.msks());
             Ok((store, Some(BmscWatch { client, runtime })))
         }

@@ -39,6 +39,7 @@ struct PortReceiver {
 #[derive(Default)]
 struct Track {
     run: Option<Run>,
+    last_decrypted: Option<Instant>,
     lost_before: u64,
     mkis: Vec<[u8; Mki::LEN]>,
     stats: StreamStats,
@@ -81,6 +82,7 @@ impl Track {
         self.stats.lost = self.lost_before + run.lost();
     }
 
+    /// Ends the current run of the sender (its SSRC state was dropped).
     fn reset(&mut self) {
         if let Some(run) = self.run.take() {
             self.lost_before += run.lost();
@@ -132,11 +134,11 @@ impl SrtpSide {
         if self.installed.contains(&mki) {
             return;
         }
-        if self.installed.len() >= MAX_MASTER_KEYS {
-            if let Some(oldest) = self.installed.pop_front() {
-                for port in &mut self.ports {
-                    port.receiver.remove_master_key(&oldest).ok();
-                }
+        if self.installed.len() >= MAX_MASTER_KEYS
+            && let Some(oldest) = self.installed.pop_front()
+        {
+            for port in &mut self.ports {
+                port.receiver.remove_master_key(&oldest).ok();
             }
         }
         for port in &mut self.ports {
@@ -187,12 +189,30 @@ impl SrtpSide {
         let Some(port) = self.ports.get_mut(port_index) else {
             return false;
         };
-        let result = port.receiver.unprotect(packet);
+        let mut result = port.receiver.unprotect(packet);
+        if matches!(result, Err(SrtpError::TooManyStreams { .. })) {
+            // Senders that restarted under new SSRCs left their state behind:
+            // make room by dropping the SSRC silent for longest, then retry.
+            let stalest = self
+                .tracks
+                .iter()
+                .filter(|((p, _), t)| *p == port.port && t.run.is_some())
+                .min_by_key(|(_, t)| t.last_decrypted)
+                .map(|(&key, _)| key);
+            if let Some(key) = stalest {
+                port.receiver.forget_stream(key.1);
+                self.stats.stream_resets += 1;
+                if let Some(track) = self.tracks.get_mut(&key) {
+                    track.reset();
+                }
+                result = port.receiver.unprotect(packet);
+            }
+        }
         let ssrc = match result {
             Ok(rtp_len) => {
                 port.consecutive_failures.remove(&rtp_ssrc(packet));
                 let port = port.port;
-                self.decrypted(port, packet, rtp_len);
+                self.decrypted(port, packet, rtp_len, now);
                 return true;
             }
             Err(SrtpError::UnknownMki(_)) if !retry && !self.hold.is_zero() => {
@@ -246,13 +266,14 @@ impl SrtpSide {
         false
     }
 
-    fn decrypted(&mut self, port: u16, packet: &[u8], rtp_len: usize) {
+    fn decrypted(&mut self, port: u16, packet: &[u8], rtp_len: usize, now: Instant) {
         self.stats.decrypted += 1;
         self.stats.decrypted_bytes += rtp_len as u64;
         let Ok((header, header_len)) = RtpHeader::parse(&packet[..rtp_len]) else {
             return; // unprotect parsed it already
         };
         let track = self.tracks.entry((port, header.ssrc)).or_default();
+        track.last_decrypted = Some(now);
         track.stats.port = port;
         track.stats.ssrc = header.ssrc;
         track.stats.packets += 1;
@@ -262,14 +283,13 @@ impl SrtpSide {
         if let Some(mki) = packet
             .get(rtp_len..rtp_len + mki_len)
             .and_then(|m| <[u8; Mki::LEN]>::try_from(m).ok())
+            && !track.mkis.contains(&mki)
         {
-            if !track.mkis.contains(&mki) {
-                if !track.mkis.is_empty() {
-                    track.stats.mtk_switches += 1;
-                }
-                track.mkis.push(mki);
-                track.stats.mkis.push(hex::encode(mki));
+            if !track.mkis.is_empty() {
+                track.stats.mtk_switches += 1;
             }
+            track.mkis.push(mki);
+            track.stats.mkis.push(hex::encode(mki));
         }
         let payload = &packet[header_len..rtp_len];
         if looks_synthetic(payload) {
