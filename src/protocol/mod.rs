@@ -8,6 +8,7 @@ pub mod flute;
 pub mod keys;
 pub mod mikey;
 pub mod mtk_schedule;
+pub mod pacer;
 pub mod profile;
 pub mod reservation;
 pub mod srtp;
