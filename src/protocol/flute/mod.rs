@@ -7,12 +7,14 @@
 //! large object never has to sit in memory.
 
 pub mod alc;
+pub mod carousel;
 pub mod ext;
 pub mod fdt;
 pub mod lct;
 pub mod object_sender;
 pub mod oti;
 pub mod partition;
+pub mod toi;
 
 use thiserror::Error;
 
