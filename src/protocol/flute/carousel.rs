@@ -398,7 +398,7 @@ impl Carousel {
         };
         // A protected object's first transmission waits for its key object.
         let key_first = (entry.sent == 0)
-            .then(|| entry.object.decryption_key_uri.as_deref())
+            .then_some(entry.object.decryption_key_uri.as_deref())
             .flatten()
             .and_then(|uri| self.key_object(uri))
             .filter(|k| self.objects[k].sent == 0);
@@ -696,7 +696,12 @@ mod tests {
         ObjectLifetime::Repetitions(NonZeroU32::new(n).unwrap())
     }
 
-    fn fdts(log: &[Sent]) -> Vec<(u32, u32, Vec<(u128, String)>)> {
+    /// (TOI, Content-Location) of each File of an FDT.
+    type Listing = Vec<(u128, String)>;
+    /// (Instance ID, Expires, Files).
+    type FdtSeen = (u32, u32, Listing);
+
+    fn fdts(log: &[Sent]) -> Vec<FdtSeen> {
         log.iter()
             .filter_map(|s| match s {
                 Sent::Fdt { id, expires, files } => Some((*id, *expires, files.clone())),
@@ -1133,7 +1138,7 @@ mod tests {
             });
             // ID → (Expires, files) as first sent.
             let mut instances: HashMap<u32, (u32, Vec<(u128, String)>)> = HashMap::new();
-            let mut last_fdt: Option<(u32, u32, Vec<(u128, String)>)> = None;
+            let mut last_fdt: Option<FdtSeen> = None;
             let mut key_sent: BTreeSet<u128> = BTreeSet::new();
             let mut closed_at: Option<usize> = None;
             for op in ops {
@@ -1220,7 +1225,7 @@ mod tests {
                 let tois: Vec<u128> = sim.carousel.tois().collect();
                 let distinct: BTreeSet<u128> = tois.iter().copied().collect();
                 prop_assert_eq!(distinct.len(), tois.len());
-                prop_assert!(tois.iter().all(|&t| t >= 1 && t <= 20));
+                prop_assert!(tois.iter().all(|&t| (1..=20).contains(&t)));
                 for toi in &tois {
                     let object = sim.carousel.object(*toi).unwrap();
                     if let Some(key_uri) = &object.decryption_key_uri {
