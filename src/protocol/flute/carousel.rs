@@ -1149,7 +1149,7 @@ mod tests {
                             4 | 5 => ObjectLifetime::Until(sim.now + Duration::from_millis(u64::from(lifetime) * 300)),
                             _ => ObjectLifetime::UntilRemoved,
                         };
-                        let location = if is_mikey { format!("mtk/{location}") } else { format!("o{location}") };
+                        let location = if is_mikey { format!("mtk/{}", location % 4) } else { format!("o{location}") };
                         let object = if is_mikey {
                             mikey(&location, lifetime)
                         } else if key > 0 {
