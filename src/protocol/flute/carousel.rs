@@ -293,10 +293,12 @@ impl Carousel {
             });
         }
         let replaced = self.find_location(&object.content_location);
+        let names_itself =
+            object.decryption_key_uri.as_deref() == Some(object.content_location.as_str());
         if let Some(old) = replaced
             && self.objects[&old].object.is_mikey
             && !object.is_mikey
-            && self.is_referenced(&object.content_location)
+            && (names_itself || self.is_referenced(&object.content_location))
         {
             return Err(CarouselError::KeyObjectInUse(object.content_location));
         }
@@ -380,16 +382,11 @@ impl Carousel {
         if self.fdt_due(now) {
             return Some(self.send_fdt(now, now_ntp));
         }
-        let next = self
-            .cursor
-            .and_then(|c| self.objects.range((c.0, c.1 + 1)..).next())
-            .or_else(|| {
-                self.cursor
-                    .is_none()
-                    .then(|| self.objects.iter().next())
-                    .flatten()
-            })
-            .map(|(k, e)| (*k, e));
+        let next = match self.cursor {
+            Some((rank, seq)) => self.objects.range((rank, seq + 1)..).next(),
+            None => self.objects.iter().next(),
+        }
+        .map(|(k, e)| (*k, e));
         let Some((key, entry)) = next else {
             // The pass is over: the FDT opens the next one.
             self.cursor = None;
@@ -585,6 +582,7 @@ impl Carousel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::profile;
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashMap};
 
@@ -679,7 +677,7 @@ mod tests {
 
     fn mikey(location: &str, lifetime: ObjectLifetime) -> CarouselObject {
         CarouselObject {
-            content_type: Some("application/mikey".into()),
+            content_type: Some(profile::flute::MIKEY_CONTENT_TYPE.into()),
             is_mikey: true,
             ..object(location, lifetime)
         }
@@ -796,6 +794,43 @@ mod tests {
         // The interval FDT re-sends the same instance: one ID throughout.
         let ids: BTreeSet<u32> = fdts(&sim.log).iter().map(|f| f.0).collect();
         assert_eq!(ids.len(), 1);
+    }
+
+    #[test]
+    fn fdt_renders_through_the_template_and_parses_back() {
+        use crate::protocol::flute::fdt::FdtTemplate;
+        let template = FdtTemplate::parse(
+            "3gpp-rel12.xml",
+            include_str!("../../../fdt-templates/3gpp-rel12.xml"),
+        )
+        .unwrap();
+        let now = Instant::now();
+        let mut c = Carousel::new(CarouselConfig::default(), now).unwrap();
+        let k = c.add(mikey("mtk/1", ObjectLifetime::UntilRemoved)).unwrap();
+        let mut segment = protected("seg1.m4s", "mtk/1", times(1));
+        segment.content_md5 = Some([7; 16]);
+        segment.fec_oti = Some(FdtFecOti {
+            encoding_id: 0,
+            max_source_block_length: Some(1024),
+            encoding_symbol_length: Some(1400),
+            scheme_specific_info: None,
+        });
+        let p = c.add(segment).unwrap();
+        let Some(CarouselAction::SendFdt { instance_id, fdt }) = c.poll(now, NTP_START) else {
+            panic!("the first action is not an FDT");
+        };
+        assert_eq!(instance_id, 0);
+        let parsed = FdtInstance::parse(&template.render(fdt).unwrap()).unwrap();
+        assert_eq!(&parsed, fdt);
+        assert!(parsed.full_fdt);
+        assert_eq!(parsed.expires, NTP_START + 60);
+        let file = |toi| parsed.files.iter().find(|f| f.toi == toi).unwrap();
+        assert_eq!(
+            file(k).content_type.as_deref(),
+            Some(profile::flute::MIKEY_CONTENT_TYPE)
+        );
+        assert_eq!(file(p).decryption_key_uri.as_deref(), Some("mtk/1"));
+        assert_eq!(file(p).transfer_length, Some(1000));
     }
 
     #[test]
@@ -1043,6 +1078,12 @@ mod tests {
         assert_eq!(
             c.add(object("mtk/1", times(1))),
             Err(CarouselError::KeyObjectInUse("mtk/1".into()))
+        );
+        // Nor may a replacement name the key object it would replace.
+        c.add(mikey("mtk/2", times(1))).unwrap();
+        assert_eq!(
+            c.add(protected("mtk/2", "mtk/2", times(1))),
+            Err(CarouselError::KeyObjectInUse("mtk/2".into()))
         );
 
         let mut full = Carousel::new(
