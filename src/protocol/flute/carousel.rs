@@ -202,6 +202,8 @@ pub struct Carousel {
     forgotten: VecDeque<u128>,
     close: CloseState,
     last_poll: Instant,
+    /// Earliest `Until` not yet reached: no scan for ended lifetimes before.
+    next_until: Option<Instant>,
 }
 
 impl Carousel {
@@ -240,6 +242,7 @@ impl Carousel {
             forgotten: VecDeque::new(),
             close: CloseState::Open,
             last_poll: now,
+            next_until: None,
         })
     }
 
@@ -320,7 +323,11 @@ impl Carousel {
         self.next_seq += 1;
         let repetitions_left = match object.lifetime {
             ObjectLifetime::Repetitions(n) => Some(n.get()),
-            _ => None,
+            ObjectLifetime::Until(until) => {
+                self.next_until = Some(self.next_until.map_or(until, |t| t.min(until)));
+                None
+            }
+            ObjectLifetime::UntilRemoved => None,
         };
         self.objects.insert(
             key,
@@ -344,7 +351,7 @@ impl Carousel {
         if let Some(entry) = self.objects.get_mut(&key) {
             entry.lifetime_over = true;
         }
-        self.sweep();
+        self.retire(key);
         Ok(())
     }
 
@@ -496,25 +503,50 @@ impl Carousel {
             *left = left.saturating_sub(1);
             if *left == 0 {
                 entry.lifetime_over = true;
+                self.retire(key);
             }
         }
-        self.sweep();
+    }
+
+    /// Removes an object whose lifetime is over (a MIKEY object only once no
+    /// object names it), then its key object if that was only waiting for it.
+    fn retire(&mut self, key: PassKey) {
+        let Some(entry) = self.objects.get(&key) else {
+            return;
+        };
+        if entry.object.is_mikey {
+            if !self.is_referenced(&entry.object.content_location) {
+                self.discard(key);
+            }
+            return;
+        }
+        let key_uri = entry.object.decryption_key_uri.clone();
+        self.discard(key);
+        if let Some(uri) = key_uri
+            && let Some(k) = self.key_object(&uri)
+            && self.objects[&k].lifetime_over
+        {
+            self.retire(k);
+        }
     }
 
     fn end_lifetimes(&mut self, now: Instant) {
-        let mut ended = false;
+        if self.next_until.is_none_or(|t| now < t) {
+            return;
+        }
+        self.next_until = None;
         for entry in self.objects.values_mut() {
             if let ObjectLifetime::Until(until) = entry.object.lifetime
-                && now >= until
                 && !entry.lifetime_over
             {
-                entry.lifetime_over = true;
-                ended = true;
+                if now >= until {
+                    entry.lifetime_over = true;
+                } else {
+                    self.next_until = Some(self.next_until.map_or(until, |t| t.min(until)));
+                }
             }
         }
-        if ended {
-            self.sweep();
-        }
+        self.sweep();
     }
 
     /// Removes every object whose lifetime is over, then every MIKEY object
