@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod keys;
 pub mod mikey;
 pub mod mtk_schedule;
+pub mod pacer;
 pub mod profile;
 pub mod reservation;
 pub mod srtp;

@@ -1,18 +1,21 @@
 //! FLUTE (RFC 3926, as profiled by TS 26.346 §7) on ALC (RFC 5775) and LCT
 //! (RFC 5651): header codecs, FEC Object Transmission Information, block
-//! partitioning, the Compact No-Code packetizer and the FDT-Instance model.
+//! partitioning, the Compact No-Code packetizer, the FDT-Instance model, TOI
+//! allocation and the download-session carousel (which FDT and object go next).
 //!
 //! Decoders borrow from the packet and never panic; the packetizer writes into
 //! caller-owned buffers and takes the object as a stream of symbol slices, so a
 //! large object never has to sit in memory.
 
 pub mod alc;
+pub mod carousel;
 pub mod ext;
 pub mod fdt;
 pub mod lct;
 pub mod object_sender;
 pub mod oti;
 pub mod partition;
+pub mod toi;
 
 use thiserror::Error;
 
