@@ -9,6 +9,7 @@
 pub mod alc;
 pub mod ext;
 pub mod fdt;
+pub mod fec;
 pub mod lct;
 pub mod object_sender;
 pub mod oti;
@@ -42,6 +43,21 @@ pub enum FluteError {
     ZeroSymbolLength,
     #[error("maximum source block length must be at least 1 symbol")]
     ZeroBlockLength,
+    #[error("sub-block count N must be at least 1")]
+    ZeroSubBlocks,
+    #[error("{blocks} source blocks cannot partition {symbols} source symbols")]
+    BlockCount { blocks: u64, symbols: u64 },
+    #[error("symbol length {symbol_length} is not a multiple of the symbol alignment {alignment}")]
+    SymbolAlignment { symbol_length: u16, alignment: u8 },
+    #[error("repair overhead {0} is not a finite fraction in 0..=10")]
+    RepairOverhead(String),
+    #[error("{what} {value} exceeds the {scheme} limit {limit}")]
+    SchemeLimit {
+        scheme: &'static str,
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error("{what} {value} exceeds the limit {limit} of the FEC Payload ID")]
     PayloadIdOverflow {
         what: &'static str,
