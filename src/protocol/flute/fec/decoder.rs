@@ -229,3 +229,150 @@ impl ObjectDecoder {
         matches!(self.scheme, Scheme::RaptorQ(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_oti() -> impl Strategy<Value = Oti> {
+        let scheme = prop_oneof![
+            any::<u32>().prop_map(|b| SchemeOti::CompactNoCode {
+                max_source_block_length: b
+            }),
+            (any::<u8>(), any::<u16>(), any::<u8>()).prop_map(|(z, n, al)| SchemeOti::RaptorQ {
+                source_blocks: z,
+                sub_blocks: n,
+                alignment: al,
+            }),
+            (any::<u16>(), any::<u8>(), any::<u8>()).prop_map(|(z, n, al)| SchemeOti::Raptor {
+                source_blocks: z,
+                sub_blocks: n,
+                alignment: al,
+            }),
+        ];
+        (0u64..20_000, prop_oneof![1u16..64, any::<u16>()], scheme).prop_map(|(f, t, scheme)| Oti {
+            transfer_length: f,
+            symbol_length: t,
+            scheme,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any OTI and any (SBN, ESI, bytes): an error or a value, never a
+        /// panic, and never more memory than the caller's limit allows.
+        #[test]
+        fn random_input_never_panics(
+            oti in any_oti(),
+            symbols in proptest::collection::vec(
+                (0u32..4, prop_oneof![0u32..80, 0u32..(1 << 24)], proptest::collection::vec(any::<u8>(), 0..80)),
+                0..120,
+            ),
+        ) {
+            let Ok(mut decoder) = ObjectDecoder::new(&oti, 10_000) else { return Ok(()) };
+            for (sbn, esi, bytes) in symbols {
+                let _ = decoder.push(FecPayloadId { sbn, esi }, &bytes);
+            }
+            let complete = decoder.is_complete();
+            let missing = decoder.incomplete_blocks();
+            prop_assert_eq!(complete, missing.is_empty());
+            match decoder.finish() {
+                Ok(data) => prop_assert_eq!(data.len() as u64, oti.transfer_length),
+                Err(e) => prop_assert_eq!(e, FecDecodeError::Incomplete(missing)),
+            }
+        }
+
+        /// Symbols of the right length for a valid RaptorQ OTI, with random
+        /// content and ESIs (repair symbols that belong to no real encoding).
+        #[test]
+        fn garbage_raptorq_symbols_never_panic(
+            f in 1u64..4000, words in 1u16..16, z in 1u8..4,
+            symbols in proptest::collection::vec((0u32..4, 0u32..300, any::<u8>()), 0..200),
+        ) {
+            let t = words * 4;
+            let oti = Oti {
+                transfer_length: f,
+                symbol_length: t,
+                scheme: SchemeOti::RaptorQ { source_blocks: z, sub_blocks: 1, alignment: 4 },
+            };
+            let Ok(mut decoder) = ObjectDecoder::new(&oti, 1 << 20) else { return Ok(()) };
+            for (sbn, esi, fill) in symbols {
+                let _ = decoder.push(FecPayloadId { sbn, esi }, &vec![fill; usize::from(t)]);
+            }
+            let _ = decoder.finish();
+        }
+    }
+
+    #[test]
+    fn rejections_name_the_problem() {
+        let no_code = Oti {
+            transfer_length: 5000,
+            symbol_length: 1000,
+            scheme: SchemeOti::CompactNoCode {
+                max_source_block_length: 2,
+            },
+        };
+        assert_eq!(
+            ObjectDecoder::new(&no_code, 4999).unwrap_err(),
+            FecDecodeError::ObjectTooLarge {
+                length: 5000,
+                limit: 4999
+            }
+        );
+        let mut d = ObjectDecoder::new(&no_code, 5000).unwrap();
+        assert_eq!(
+            d.push(FecPayloadId { sbn: 3, esi: 0 }, &[0; 1000]),
+            Err(FecDecodeError::UnknownBlock { sbn: 3, blocks: 3 })
+        );
+        assert_eq!(
+            d.push(FecPayloadId { sbn: 2, esi: 1 }, &[0; 1000]),
+            Err(FecDecodeError::UnknownSymbol {
+                sbn: 2,
+                esi: 1,
+                symbols: 1
+            })
+        );
+        assert_eq!(
+            d.push(FecPayloadId { sbn: 0, esi: 1 }, &[0; 999]),
+            Err(FecDecodeError::SymbolLength {
+                sbn: 0,
+                esi: 1,
+                expected: 1000,
+                got: 999
+            })
+        );
+        let raptor = Oti {
+            scheme: SchemeOti::Raptor {
+                source_blocks: 1,
+                sub_blocks: 1,
+                alignment: 4,
+            },
+            ..no_code
+        };
+        assert_eq!(
+            ObjectDecoder::new(&raptor, 5000).unwrap_err(),
+            FecDecodeError::Oti(FluteError::UnsupportedFec(1))
+        );
+        let rq = Oti {
+            scheme: SchemeOti::RaptorQ {
+                source_blocks: 1,
+                sub_blocks: 1,
+                alignment: 4,
+            },
+            ..no_code
+        };
+        let mut d = ObjectDecoder::new(&rq, 5000).unwrap();
+        // The short last source symbol travels padded to T.
+        assert_eq!(
+            d.push(FecPayloadId { sbn: 0, esi: 4 }, &[0; 1]),
+            Err(FecDecodeError::SymbolLength {
+                sbn: 0,
+                esi: 4,
+                expected: 1000,
+                got: 1
+            })
+        );
+    }
+}
