@@ -434,12 +434,11 @@ mod tests {
         assert_eq!(&last_source[28..32], &[2, 0, 0x02, 0xcb]);
         assert_eq!(&last_source[32..32 + 1393], &data[2148 * 1396..]);
         assert_eq!(&last_source[32 + 1393..], &[0, 0, 0]);
-        assert_eq!(
+        assert!(
             AlcPacket::decode(all.last().unwrap())
                 .unwrap()
                 .header
-                .close_object,
-            true
+                .close_object
         );
     }
 
@@ -561,18 +560,18 @@ mod tests {
             RaptorQLayout::from_oti(&rq(1, 1, 0, 100)),
             Err(FluteError::SymbolAlignment { .. })
         ));
-        assert!(matches!(
+        assert!(
             RaptorQLayout::from_oti(&Oti {
-                transfer_length: 56_404,
+                transfer_length: 4 * 56_403,
                 symbol_length: 4,
                 scheme: SchemeOti::RaptorQ {
-                    source_blocks: 4,
+                    source_blocks: 1,
                     sub_blocks: 1,
                     alignment: 4
                 }
-            }),
-            Ok(_)
-        ));
+            })
+            .is_ok()
+        );
         assert!(matches!(
             RaptorQLayout::from_oti(&Oti {
                 transfer_length: 4 * 56_404,
