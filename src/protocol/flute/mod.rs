@@ -1,6 +1,7 @@
 //! FLUTE (RFC 3926, as profiled by TS 26.346 §7) on ALC (RFC 5775) and LCT
 //! (RFC 5651): header codecs, FEC Object Transmission Information, block
-//! partitioning, the Compact No-Code packetizer and the FDT-Instance model.
+//! partitioning, the Compact No-Code packetizer, RaptorQ FEC (`fec`) and the
+//! FDT-Instance model.
 //!
 //! Decoders borrow from the packet and never panic; the packetizer writes into
 //! caller-owned buffers and takes the object as a stream of symbol slices, so a
