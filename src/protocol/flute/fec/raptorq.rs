@@ -589,6 +589,33 @@ mod tests {
         ));
     }
 
+    /// Streaming holds one block: the buffer never grows past KL·T, and a
+    /// second pass (carousel) sends the same packets.
+    #[test]
+    fn one_block_in_memory_and_rewind_repeats_the_pass() {
+        let data = object(300_001);
+        let config = config(data.len() as u64, 1000, 64);
+        let mut sender = RaptorQSender::new(&config, 0.25).unwrap();
+        let block_bytes = sender.layout().padded_block_len(0).unwrap();
+        assert_eq!(block_bytes, 61 * 1000); // Kt = 301, Z = 5, KL = 61
+        let mut buf = [0u8; 1428];
+        let mut pass = |sender: &mut RaptorQSender| {
+            let mut out = Vec::new();
+            while let Some(len) = sender.next_packet(&data, &mut buf) {
+                out.push(buf[..len.unwrap()].to_vec());
+                assert!(sender.block.capacity() <= block_bytes);
+            }
+            out
+        };
+        let first = pass(&mut sender);
+        assert_eq!(
+            sender.write_packet(&[], &mut [0u8; 1428]),
+            Err(FluteError::ObjectComplete)
+        );
+        sender.rewind();
+        assert!(pass(&mut sender) == first);
+    }
+
     #[test]
     fn overhead_is_exact_in_parts_per_million() {
         let ppm = overhead_ppm(0.1).unwrap();
