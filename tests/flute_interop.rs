@@ -445,3 +445,84 @@ fn our_parser_reads_flute_fdt() {
         .as_secs();
     assert!(u64::from(fdt.expires) > unix + NTP_UNIX_OFFSET, "{xml}");
 }
+
+/// The `flute` crate's receiver (its RaptorQ decoder) reassembles our
+/// RaptorQ objects, announced in our FDT, with every tenth packet lost, so
+/// repair symbols are needed and used.
+#[test]
+fn flute_receiver_reassembles_our_raptorq_objects() {
+    use mbms_gateway::protocol::flute::fec::{FecObjectSender, FecScheme};
+
+    let scheme = FecScheme::RaptorQ {
+        repair_overhead: 0.25,
+    };
+    let raptorq_sender = |kind, len: usize| {
+        let config = ObjectSenderConfig::new(TSI, kind, len as u64, MAX_PACKET);
+        FecObjectSender::new(&config, scheme).unwrap()
+    };
+    let one_symbol = profile_symbol_length() as usize;
+    let objects: Vec<Object> = [
+        ("http://example.com/rq/one.bin", 11, bytes(1, 7)),
+        ("http://example.com/rq/symbol.bin", 12, bytes(one_symbol, 8)),
+        ("http://example.com/rq/seg.bin", 13, bytes(3_000_001, 9)),
+    ]
+    .into_iter()
+    .map(|(location, toi, data)| Object {
+        location,
+        content_type: "application/octet-stream",
+        toi,
+        data,
+        max_source_block_length: 1024,
+    })
+    .collect();
+
+    let mut session = Session::new();
+    let mut fdt = fdt_for(&objects, session.expires());
+    for (file, o) in fdt.files.iter_mut().zip(&objects) {
+        let sender = raptorq_sender(ObjectKind::File { toi: o.toi }, o.data.len());
+        file.fec_oti = Some(FdtFecOti::from(sender.oti()));
+    }
+    let template = FdtTemplate::parse("3gpp-rel12.xml", TEMPLATE).unwrap();
+    let xml = template.render(&fdt).unwrap();
+    let mut all = packets(
+        ObjectKind::FdtInstance { instance_id: 1 },
+        xml.as_bytes(),
+        64,
+        FtiPolicy::EveryPacket,
+    );
+    let mut lost = 0;
+    for o in &objects {
+        let mut sender = raptorq_sender(ObjectKind::File { toi: o.toi }, o.data.len());
+        let mut buf = [0u8; MAX_PACKET];
+        let mut n = 0;
+        while let Some(len) = sender.next_packet(&o.data, &mut buf) {
+            n += 1;
+            // Keep the closing packet: the receiver learns the object ended.
+            if n % 10 == 3 && !sender.is_complete() {
+                lost += 1;
+                continue;
+            }
+            all.push(buf[..len.unwrap()].to_vec());
+        }
+    }
+    assert!(lost > 250);
+    for pkt in &all {
+        session
+            .receiver
+            .push(&session.endpoint, pkt, session.now)
+            .unwrap();
+    }
+    session.receiver.cleanup(session.now);
+
+    let received = session.writer.objects.borrow();
+    assert_eq!(received.len(), objects.len());
+    for o in &objects {
+        let got = received
+            .iter()
+            .find(|r| r.borrow().meta.content_location == o.location)
+            .unwrap_or_else(|| panic!("{} not received", o.location));
+        let got = got.borrow();
+        assert!(got.complete && !got.error, "{}", o.location);
+        assert!(got.data == o.data, "{}: data differs", o.location);
+    }
+}

@@ -2,6 +2,8 @@
 //! (RFC 5651): header codecs, FEC Object Transmission Information, block
 //! partitioning, the Compact No-Code packetizer, the FDT-Instance model, TOI
 //! allocation and the download-session carousel (which FDT and object go next).
+//! partitioning, the Compact No-Code packetizer, RaptorQ FEC (`fec`) and the
+//! FDT-Instance model.
 //!
 //! Decoders borrow from the packet and never panic; the packetizer writes into
 //! caller-owned buffers and takes the object as a stream of symbol slices, so a
@@ -11,6 +13,7 @@ pub mod alc;
 pub mod carousel;
 pub mod ext;
 pub mod fdt;
+pub mod fec;
 pub mod lct;
 pub mod object_sender;
 pub mod oti;
@@ -45,6 +48,21 @@ pub enum FluteError {
     ZeroSymbolLength,
     #[error("maximum source block length must be at least 1 symbol")]
     ZeroBlockLength,
+    #[error("sub-block count N must be at least 1")]
+    ZeroSubBlocks,
+    #[error("{blocks} source blocks cannot partition {symbols} source symbols")]
+    BlockCount { blocks: u64, symbols: u64 },
+    #[error("symbol length {symbol_length} is not a multiple of the symbol alignment {alignment}")]
+    SymbolAlignment { symbol_length: u16, alignment: u8 },
+    #[error("repair overhead {0} is not a finite fraction in 0..=10")]
+    RepairOverhead(String),
+    #[error("{what} {value} exceeds the {scheme} limit {limit}")]
+    SchemeLimit {
+        scheme: &'static str,
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error("{what} {value} exceeds the limit {limit} of the FEC Payload ID")]
     PayloadIdOverflow {
         what: &'static str,

@@ -151,15 +151,121 @@ pub struct SymbolRequest {
     pub range: Range<u64>,
 }
 
+/// The per-object part of every ALC packet, shared by the senders of all FEC
+/// schemes: the LCT header built once with and without EXT_FTI, and the
+/// closing flags of the last packet.
 #[derive(Debug, Clone)]
-pub struct ObjectSender {
-    oti: Oti,
-    partition: BlockPartition,
+pub(crate) struct PacketTemplate {
+    fec: FecEncodingId,
     header_with_fti: Vec<u8>,
     header_without_fti: Vec<u8>,
     fti: FtiPolicy,
     close_object: bool,
     close_session: bool,
+}
+
+impl PacketTemplate {
+    /// Checks the TOI and the OTI and that a full symbol with the longest
+    /// header fits `config.max_packet_len`.
+    pub(crate) fn new(config: &ObjectSenderConfig, oti: &Oti) -> Result<Self, FluteError> {
+        if let ObjectKind::File { toi: lct::TOI_FDT } = config.kind {
+            return Err(FluteError::ReservedToi);
+        }
+        oti.validate()?;
+        let fec = oti.encoding_id();
+        let fti_body = oti.fti_body();
+        let header = |fti: Option<&[u8]>| -> Result<Vec<u8>, FluteError> {
+            let header = LctHeader {
+                widths: FieldWidths::flute(config.kind.toi())?,
+                psi: 0,
+                close_session: false,
+                close_object: false,
+                codepoint: profile::flute::codepoint(fec as u8),
+                cci: 0,
+                tsi: config.tsi,
+                toi: config.kind.toi(),
+                extensions: config.extensions(fti)?,
+            };
+            header.validate()?;
+            Ok(header.to_vec())
+        };
+        let header_with_fti = header(Some(&fti_body))?;
+        let header_without_fti = header(None)?;
+
+        let needed = header_with_fti.len() + PAYLOAD_ID_LEN + usize::from(oti.symbol_length);
+        if needed > config.max_packet_len {
+            return Err(FluteError::PacketTooLarge {
+                needed,
+                header_len: header_with_fti.len() + PAYLOAD_ID_LEN,
+                symbol_len: oti.symbol_length.into(),
+                max: config.max_packet_len,
+            });
+        }
+        Ok(Self {
+            fec,
+            header_with_fti,
+            header_without_fti,
+            fti: config.fti,
+            close_object: config.close_object,
+            close_session: config.close_session,
+        })
+    }
+
+    /// Writes one packet into `out`: header (with EXT_FTI as the policy
+    /// says), Payload ID, symbol; `last` sets the configured closing flags.
+    pub(crate) fn write(
+        &self,
+        id: FecPayloadId,
+        last: bool,
+        symbol: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, FluteError> {
+        let header = match self.fti {
+            FtiPolicy::EveryPacket => &self.header_with_fti,
+            FtiPolicy::FirstOfBlock if id.esi == 0 => &self.header_with_fti,
+            FtiPolicy::FirstOfBlock => &self.header_without_fti,
+        };
+        let payload_id = id.to_bytes(self.fec)?;
+        let id_at = header.len();
+        let symbol_at = id_at + PAYLOAD_ID_LEN;
+        let len = symbol_at + symbol.len();
+        let available = out.len();
+        let out = out.get_mut(..len).ok_or(FluteError::OutputTooSmall {
+            needed: len,
+            available,
+        })?;
+        out[..id_at].copy_from_slice(header);
+        if last {
+            lct::set_close_object(out, self.close_object);
+            lct::set_close_session(out, self.close_session);
+        }
+        out[id_at..symbol_at].copy_from_slice(&payload_id);
+        out[symbol_at..].copy_from_slice(symbol);
+        Ok(len)
+    }
+}
+
+/// Takes the bytes of `range` from an in-memory object, for the
+/// `next_packet` conveniences of the senders.
+pub(crate) fn object_slice<'a>(
+    object: &'a [u8],
+    range: &Range<u64>,
+) -> Result<&'a [u8], FluteError> {
+    usize::try_from(range.start)
+        .ok()
+        .zip(usize::try_from(range.end).ok())
+        .and_then(|(start, end)| object.get(start..end))
+        .ok_or(FluteError::SymbolLengthMismatch {
+            expected: (range.end - range.start) as usize,
+            got: object.len().saturating_sub(range.start as usize),
+        })
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectSender {
+    oti: Oti,
+    partition: BlockPartition,
+    template: PacketTemplate,
     /// Position of the next packet.
     sbn: u64,
     esi: u64,
@@ -188,58 +294,11 @@ impl ObjectSender {
             config.symbol_length.into(),
             config.max_source_block_length.into(),
         )?;
-        let (max_sbn, max_esi) = FecPayloadId::limits(FecEncodingId::CompactNoCode);
-        if partition.blocks > u64::from(max_sbn) + 1 {
-            return Err(FluteError::PayloadIdOverflow {
-                what: "source block count",
-                value: partition.blocks,
-                limit: u64::from(max_sbn) + 1,
-            });
-        }
-        if partition.large_block_len > u64::from(max_esi) + 1 {
-            return Err(FluteError::PayloadIdOverflow {
-                what: "source block length",
-                value: partition.large_block_len,
-                limit: u64::from(max_esi) + 1,
-            });
-        }
-
-        let fti_body = oti.fti_body();
-        let header = |fti: Option<&[u8]>| -> Result<Vec<u8>, FluteError> {
-            let header = LctHeader {
-                widths: FieldWidths::flute(config.kind.toi())?,
-                psi: 0,
-                close_session: false,
-                close_object: false,
-                codepoint: profile::flute::codepoint(FecEncodingId::CompactNoCode as u8),
-                cci: 0,
-                tsi: config.tsi,
-                toi: config.kind.toi(),
-                extensions: config.extensions(fti)?,
-            };
-            header.validate()?;
-            Ok(header.to_vec())
-        };
-        let header_with_fti = header(Some(&fti_body))?;
-        let header_without_fti = header(None)?;
-
-        let needed = header_with_fti.len() + PAYLOAD_ID_LEN + usize::from(config.symbol_length);
-        if needed > config.max_packet_len {
-            return Err(FluteError::PacketTooLarge {
-                needed,
-                header_len: header_with_fti.len() + PAYLOAD_ID_LEN,
-                symbol_len: config.symbol_length.into(),
-                max: config.max_packet_len,
-            });
-        }
+        check_payload_id_range(FecEncodingId::CompactNoCode, &partition)?;
         Ok(Self {
             oti,
             partition,
-            header_with_fti,
-            header_without_fti,
-            fti: config.fti,
-            close_object: config.close_object,
-            close_session: config.close_session,
+            template: PacketTemplate::new(config, &oti)?,
             sbn: 0,
             esi: 0,
             offset: 0,
@@ -301,37 +360,13 @@ impl ObjectSender {
     /// the bytes of its range; returns the packet length.
     pub fn write_packet(&mut self, symbol: &[u8], out: &mut [u8]) -> Result<usize, FluteError> {
         let request = self.next_symbol().ok_or(FluteError::ObjectComplete)?;
-        let expected = (request.range.end - request.range.start) as usize;
-        if symbol.len() != expected {
-            return Err(FluteError::SymbolLengthMismatch {
-                expected,
-                got: symbol.len(),
-            });
-        }
-        let header = match self.fti {
-            FtiPolicy::EveryPacket => &self.header_with_fti,
-            FtiPolicy::FirstOfBlock if request.esi == 0 => &self.header_with_fti,
-            FtiPolicy::FirstOfBlock => &self.header_without_fti,
-        };
-        let id_at = header.len();
-        let symbol_at = id_at + PAYLOAD_ID_LEN;
-        let len = symbol_at + symbol.len();
-        let available = out.len();
-        let out = out.get_mut(..len).ok_or(FluteError::OutputTooSmall {
-            needed: len,
-            available,
-        })?;
-        out[..id_at].copy_from_slice(header);
-        if self.sent + 1 == self.packet_count() {
-            lct::set_close_object(out, self.close_object);
-            lct::set_close_session(out, self.close_session);
-        }
+        check_symbol_len(&request, symbol)?;
         let id = FecPayloadId {
             sbn: request.sbn,
             esi: request.esi,
         };
-        out[id_at..symbol_at].copy_from_slice(&id.to_bytes(FecEncodingId::CompactNoCode)?);
-        out[symbol_at..].copy_from_slice(symbol);
+        let last = self.sent + 1 == self.packet_count();
+        let len = self.template.write(id, last, symbol, out)?;
         self.advance(request.range.end);
         Ok(len)
     }
@@ -344,17 +379,7 @@ impl ObjectSender {
         out: &mut [u8],
     ) -> Option<Result<usize, FluteError>> {
         let request = self.next_symbol()?;
-        let symbol = usize::try_from(request.range.start)
-            .ok()
-            .zip(usize::try_from(request.range.end).ok())
-            .and_then(|(start, end)| object.get(start..end));
-        Some(match symbol {
-            Some(symbol) => self.write_packet(symbol, out),
-            None => Err(FluteError::SymbolLengthMismatch {
-                expected: (request.range.end - request.range.start) as usize,
-                got: object.len().saturating_sub(request.range.start as usize),
-            }),
-        })
+        Some(object_slice(object, &request.range).and_then(|symbol| self.write_packet(symbol, out)))
     }
 
     fn advance(&mut self, offset: u64) {
@@ -366,6 +391,42 @@ impl ObjectSender {
             self.esi = 0;
         }
     }
+}
+
+/// The symbol passed must be exactly the requested range.
+pub(crate) fn check_symbol_len(request: &SymbolRequest, symbol: &[u8]) -> Result<(), FluteError> {
+    let expected = (request.range.end - request.range.start) as usize;
+    if symbol.len() != expected {
+        return Err(FluteError::SymbolLengthMismatch {
+            expected,
+            got: symbol.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Every (SBN, ESI) of the partition's source symbols fits the scheme's
+/// FEC Payload ID.
+pub(crate) fn check_payload_id_range(
+    fec: FecEncodingId,
+    partition: &BlockPartition,
+) -> Result<(), FluteError> {
+    let (max_sbn, max_esi) = FecPayloadId::limits(fec);
+    if partition.blocks > u64::from(max_sbn) + 1 {
+        return Err(FluteError::PayloadIdOverflow {
+            what: "source block count",
+            value: partition.blocks,
+            limit: u64::from(max_sbn) + 1,
+        });
+    }
+    if partition.large_block_len > u64::from(max_esi) + 1 {
+        return Err(FluteError::PayloadIdOverflow {
+            what: "source block length",
+            value: partition.large_block_len,
+            limit: u64::from(max_esi) + 1,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

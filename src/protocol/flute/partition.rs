@@ -39,12 +39,38 @@ impl BlockPartition {
             return Err(FluteError::ZeroBlockLength);
         }
         let symbols = transfer_length.div_ceil(symbol_length);
-        let blocks = symbols.div_ceil(max_block_len);
+        Ok(Self::split(
+            transfer_length,
+            symbol_length,
+            symbols,
+            symbols.div_ceil(max_block_len),
+        ))
+    }
+
+    /// RFC 6330 §4.4.1.2 `Partition[Kt, Z]`: the same split with the block
+    /// count Z given (Raptor and RaptorQ carry Z in the OTI, not B).
+    /// `blocks` must not exceed the symbol count, or some block would be empty.
+    pub fn with_block_count(
+        transfer_length: u64,
+        symbol_length: u64,
+        blocks: u64,
+    ) -> Result<Self, FluteError> {
+        if symbol_length == 0 {
+            return Err(FluteError::ZeroSymbolLength);
+        }
+        let symbols = transfer_length.div_ceil(symbol_length);
+        if blocks == 0 || blocks > symbols.max(1) {
+            return Err(FluteError::BlockCount { blocks, symbols });
+        }
+        Ok(Self::split(transfer_length, symbol_length, symbols, blocks))
+    }
+
+    fn split(transfer_length: u64, symbol_length: u64, symbols: u64, blocks: u64) -> Self {
         let (large_block_len, small_block_len, large_blocks) = match symbols.checked_div(blocks) {
             None => (0, 0, 0),
             Some(small) => (symbols.div_ceil(blocks), small, symbols - small * blocks),
         };
-        Ok(Self {
+        Self {
             transfer_length,
             symbol_length,
             symbols,
@@ -52,7 +78,7 @@ impl BlockPartition {
             large_block_len,
             small_block_len,
             large_blocks,
-        })
+        }
     }
 
     /// Source symbols in block `sbn`, `None` past the last block.
