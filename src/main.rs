@@ -48,7 +48,7 @@ enum Command {
         config: PathBuf,
     },
     /// Receive a streaming session as a UE would and report what decrypted.
-    Probe(ProbeArgs),
+    Probe(Box<ProbeArgs>),
     /// Run BM-SC, encoder, gateway and probe on loopback and verify the chain.
     Demo {
         /// Seconds the encoder sends.
@@ -225,7 +225,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             serve_bmsc(config, terminated()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Probe(args) => probe(args).await,
+        Command::Probe(args) => probe(*args).await,
         Command::Demo {
             seconds,
             rate,

@@ -1,9 +1,8 @@
 //! FLUTE (RFC 3926, as profiled by TS 26.346 §7) on ALC (RFC 5775) and LCT
 //! (RFC 5651): header codecs, FEC Object Transmission Information, block
-//! partitioning, the Compact No-Code packetizer, the FDT-Instance model, TOI
-//! allocation and the download-session carousel (which FDT and object go next).
-//! partitioning, the Compact No-Code packetizer, RaptorQ FEC (`fec`) and the
-//! FDT-Instance model.
+//! partitioning, the Compact No-Code packetizer, RaptorQ FEC (`fec`), the
+//! FDT-Instance model, TOI allocation and the download-session carousel (which
+//! FDT and object go next).
 //!
 //! Decoders borrow from the packet and never panic; the packetizer writes into
 //! caller-owned buffers and takes the object as a stream of symbol slices, so a
