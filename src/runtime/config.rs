@@ -2,6 +2,7 @@
 //! unknown key an error with its line, validated into typed settings before
 //! anything is sent. `deploy/gateway.toml` documents every field.
 
+use super::admin::AdminConfig;
 use super::bmsc::MskClientConfig;
 use super::units;
 use crate::protocol::mtk_schedule::MtkTiming;
@@ -26,6 +27,9 @@ pub struct GatewayConfig {
     /// MTK IDs and MIKEY counters leased from the BM-SC per request.
     #[serde(default = "default_lease_block")]
     pub lease_block: u16,
+    /// The HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default)]
+    pub admin: AdminConfig,
     #[serde(default)]
     pub streaming: Vec<StreamingSession>,
 }
@@ -66,6 +70,8 @@ fn default_ttl() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Flow {
+    /// Name in metrics (`input` label); `flow0`, `flow1`, ... when unset.
+    pub name: Option<String>,
     /// Where the encoder sends RTP: a local `addr:port`, or a multicast
     /// `group:port` to join.
     pub ingest: SocketAddr,
@@ -130,6 +136,13 @@ impl MtkSettings {
             retire_after: self.retire_after,
             retry: Duration::from_millis(500),
         }
+    }
+}
+
+impl Flow {
+    /// The `input` label of the flow at `index`.
+    pub fn label(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("flow{index}"))
     }
 }
 

@@ -122,6 +122,13 @@ impl Egress {
         self.shared.alive.load(Ordering::Relaxed)
     }
 
+    /// A liveness check that does not keep the thread running (it holds no
+    /// producer), for readiness probes.
+    pub fn liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.alive.load(Ordering::Relaxed)
+    }
+
     /// An empty buffer, reused from sent batches when one is free.
     pub fn buffer(&self) -> Vec<u8> {
         self.shared

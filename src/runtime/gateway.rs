@@ -96,6 +96,12 @@ impl Gateway {
         self.egress.values().all(Egress::is_alive)
     }
 
+    /// A check of every egress thread that does not keep them running.
+    pub fn egress_liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let checks: Vec<_> = self.egress.values().map(Egress::liveness).collect();
+        move || checks.iter().all(|alive| alive())
+    }
+
     /// Stops ingest first, lets the egress queues drain, then returns. The key
     /// journal is durable at every step, so nothing is left to flush.
     pub async fn stop(self) {

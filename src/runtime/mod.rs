@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod mtk_keys;
 pub mod probe;
 pub mod streaming;
+pub mod telemetry;
 pub mod udp;
 pub mod units;

@@ -13,7 +13,7 @@
 
 use super::bmsc::{MskClient, MskSet};
 use super::config::StreamingSession;
-use super::egress::{Batcher, Egress, EgressKind};
+use super::egress::{Batcher, Egress, EgressKind, EgressStats};
 use super::journal::KeyJournal;
 use super::metrics::labels::{DropReason, LabelValue};
 use super::mtk_keys::{LeaseSource, MtkKeys};
@@ -52,8 +52,9 @@ const DROP_REASON_COUNT: usize = DropReason::ALL.len();
 /// Counters of one session, shared with metrics and tests.
 #[derive(Debug, Default)]
 pub struct SessionStats {
-    pub ingest_packets: AtomicU64,
-    pub ingest_bytes: AtomicU64,
+    /// Per flow, in configuration order.
+    pub ingest_packets: Box<[AtomicU64]>,
+    pub ingest_bytes: Box<[AtomicU64]>,
     pub protected_rtp: AtomicU64,
     pub protected_rtcp: AtomicU64,
     /// Indexed by [`DropReason::index`].
@@ -64,6 +65,23 @@ pub struct SessionStats {
 }
 
 impl SessionStats {
+    pub fn new(flows: usize) -> Self {
+        let zeros = || (0..flows).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            ingest_packets: zeros(),
+            ingest_bytes: zeros(),
+            ..Default::default()
+        }
+    }
+
+    /// Datagrams received on every flow.
+    pub fn ingest_total(&self) -> u64 {
+        self.ingest_packets
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()].load(Ordering::Relaxed)
     }
@@ -90,6 +108,8 @@ pub enum SessionState {
 pub struct StreamingHandle {
     pub name: String,
     pub stats: Arc<SessionStats>,
+    /// What this session's packets did at the egress socket.
+    pub egress_stats: Arc<EgressStats>,
     pub state: watch::Receiver<SessionState>,
     stop: Arc<AtomicBool>,
     ingest: Option<JoinHandle<()>>,
@@ -147,11 +167,13 @@ pub fn start<L: LeaseSource + 'static>(
             rtcp_dest: SocketAddr::new(session.destination, flow.port.wrapping_add(1)),
         });
     }
-    let stats = Arc::new(SessionStats::default());
+    let stats = Arc::new(SessionStats::new(session.flows.len()));
+    let egress = ctx.egress.with_own_stats();
+    let egress_stats = egress.stats().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let (ctl_tx, ctl_rx) = sync_channel(64);
     let ingest = {
-        let (egress, stats, stop) = (ctx.egress.clone(), stats.clone(), stop.clone());
+        let (egress, stats, stop) = (egress.clone(), stats.clone(), stop.clone());
         std::thread::Builder::new()
             .name(format!("ingest-{}", session.name))
             .spawn(move || IngestLoop::new(flows, egress, ctl_rx, stats, stop).run())?
@@ -169,7 +191,7 @@ pub fn start<L: LeaseSource + 'static>(
             ctx.lease_block,
         ),
         msks: ctx.msks,
-        egress: ctx.egress,
+        egress,
         ctl: ctl_tx,
         stats: stats.clone(),
         state: state_tx,
@@ -178,6 +200,7 @@ pub fn start<L: LeaseSource + 'static>(
     Ok(StreamingHandle {
         name: session.name.clone(),
         stats,
+        egress_stats,
         state,
         stop,
         ingest: Some(ingest),
@@ -296,10 +319,8 @@ impl IngestLoop {
                     return;
                 }
             };
-            self.stats.ingest_packets.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .ingest_bytes
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.ingest_packets[flow].fetch_add(1, Ordering::Relaxed);
+            self.stats.ingest_bytes[flow].fetch_add(n as u64, Ordering::Relaxed);
             self.forward(flow, buf, n);
         }
     }

@@ -84,6 +84,8 @@ impl GatewaySetup {
 state_dir = "{state}"
 instance_id = "gw-test"
 lease_block = 4
+[admin]
+listen = "127.0.0.1:0"
 [bmsc]
 endpoint = "http://{bmsc}"
 key_domain_id = "09f107"

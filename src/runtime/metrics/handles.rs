@@ -13,6 +13,7 @@ use super::labels::{
 use super::names::{self, MetricDef, MetricType};
 use crate::runtime::bmsc::ClientStatus;
 use crate::runtime::egress::{EgressKind, EgressStats};
+use crate::runtime::streaming::SessionStats as StreamingStats;
 use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -80,6 +81,12 @@ impl InputMetrics {
     pub fn received(&self, bytes: usize) {
         self.packets.increment(1);
         self.bytes.increment(bytes as u64);
+    }
+
+    /// Copies totals counted elsewhere (monotonic, so `absolute`).
+    pub fn observe(&self, packets: u64, bytes: u64) {
+        self.packets.absolute(packets);
+        self.bytes.absolute(bytes);
     }
 }
 
@@ -155,6 +162,18 @@ impl SessionMetrics {
     pub fn msk_validity(&self, remaining: Duration, mtk_ids_left: u64) {
         self.msk_validity_seconds.set(remaining.as_secs_f64());
         self.msk_validity_mtk_ids.set(mtk_ids_left as f64);
+    }
+
+    /// Copies a streaming session's own counters (its ingest thread and key
+    /// task count in plain atomics; this runs at scrape time).
+    pub fn observe_streaming(&self, stats: &StreamingStats) {
+        for reason in DropReason::ALL {
+            self.dropped[reason.index()].absolute(stats.dropped(*reason));
+        }
+        self.mtk_rotations
+            .absolute(stats.mtk_rotations.load(Ordering::Relaxed));
+        self.mikey_sent[MikeyTransport::Udp.index()]
+            .absolute(stats.mikey_sent.load(Ordering::Relaxed));
     }
 
     pub fn flute_object_sent(&self) {
