@@ -520,6 +520,7 @@ impl GatewayRelay {
                 ..MtkSettings::default()
             },
             flows: vec![Flow {
+                name: None,
                 ingest: SocketAddr::new(LOCALHOST, 0),
                 ingest_source: None,
                 ingest_interface: None,
