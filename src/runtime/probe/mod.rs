@@ -17,6 +17,7 @@ pub use report::{MikeyStats, ProbeExpect, ProbeReport, SrtpStats, StreamStats};
 pub use streaming::{MAX_HELD_PACKETS, RESET_AFTER_FAILURES};
 
 use crate::protocol::keys::KeyDomainId;
+use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::runtime::bmsc::{MskClient, MskScope, load_key_file};
 use crate::runtime::udp::{IngestOptions, ingest_socket};
 use anyhow::{Context, Result};
@@ -28,8 +29,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use streaming::SrtpSide;
 
-/// The UDP port MIKEY MTK messages are sent to (TS 33.246 §6.6; RFC 3830 port 2269).
-pub const MIKEY_PORT: u16 = 2269;
 /// How often blocked reads wake up to look at the stop flag and held packets.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Largest datagram read.
@@ -44,7 +43,7 @@ pub struct StreamingProbeConfig {
     pub ports: Vec<u16>,
     /// Local IPv4 address of the interface to join on (`None`: the kernel's choice).
     pub interface: Option<IpAddr>,
-    /// Where MTK messages arrive; [`MIKEY_PORT`] in a real session.
+    /// Where MTK messages arrive; [`MIKEY_UDP_PORT`] in a real session.
     pub mikey_port: u16,
     pub key_source: ProbeKeySource,
     /// Only MTK messages of this Key Domain are opened.
@@ -74,7 +73,7 @@ impl StreamingProbeConfig {
             group,
             ports,
             interface: None,
-            mikey_port: MIKEY_PORT,
+            mikey_port: MIKEY_UDP_PORT,
             key_source,
             key_domain_id,
             duration: None,
