@@ -452,7 +452,8 @@ impl<L: LeaseSource> KeyTask<L> {
             for mki in self.schedule.revoke_all() {
                 self.keys.forget(mki);
             }
-            let _ = self.ctl.try_send(KeyCommand::RevokeAll);
+            // Blocking send: a revocation must never be dropped for a full queue.
+            let _ = self.ctl.send(KeyCommand::RevokeAll);
             self.state.send_replace(SessionState::Halted { reason });
             return;
         }
