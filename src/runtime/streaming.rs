@@ -42,9 +42,9 @@ pub enum KeyCommand {
     Install(Mki, Mtk),
     Activate(Mki),
     Retire(Mki),
-    /// The MSK is gone: forget every key and send nothing until a new MTK is
-    /// active.
-    RevokeAll,
+    /// The MSK is gone (the reason says how): forget every key and send
+    /// nothing until a new MTK is active.
+    RevokeAll(String),
 }
 
 const DROP_REASON_COUNT: usize = DropReason::ALL.len();
@@ -172,13 +172,17 @@ pub fn start<L: LeaseSource + 'static>(
     let egress_stats = egress.stats().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let (ctl_tx, ctl_rx) = sync_channel(64);
+    // The ingest thread reports "on air" once it really protects with the new
+    // MTK; the key task reports why nothing can be sent.
+    let (state_tx, state) = watch::channel(SessionState::Starting);
+    let state_tx = Arc::new(state_tx);
     let ingest = {
         let (egress, stats, stop) = (egress.clone(), stats.clone(), stop.clone());
+        let state = state_tx.clone();
         std::thread::Builder::new()
             .name(format!("ingest-{}", session.name))
-            .spawn(move || IngestLoop::new(flows, egress, ctl_rx, stats, stop).run())?
+            .spawn(move || IngestLoop::new(flows, egress, ctl_rx, stats, stop, state).run())?
     };
-    let (state_tx, state) = watch::channel(SessionState::Starting);
     let task = KeyTask {
         name: session.name.clone(),
         mikey_dest: SocketAddr::new(session.destination, MIKEY_UDP_PORT),
@@ -224,6 +228,7 @@ struct IngestLoop {
     srtp: SrtpSender,
     continuity: SequenceContinuity,
     max_ingest: usize,
+    state: Arc<watch::Sender<SessionState>>,
 }
 
 /// Datagrams read from one socket before the others get a turn.
@@ -236,6 +241,7 @@ impl IngestLoop {
         ctl: Receiver<KeyCommand>,
         stats: Arc<SessionStats>,
         stop: Arc<AtomicBool>,
+        state: Arc<watch::Sender<SessionState>>,
     ) -> Self {
         let config = SrtpConfig::mbms();
         let max_ingest = MAX_EGRESS_DATAGRAM - config.rtp_overhead().max(config.rtcp_overhead());
@@ -252,6 +258,7 @@ impl IngestLoop {
             .expect("the MBMS SRTP profile is valid"),
             continuity: SequenceContinuity::new(64),
             max_ingest,
+            state,
         }
     }
 
@@ -292,9 +299,13 @@ impl IngestLoop {
                 Ok(KeyCommand::Install(mki, mtk)) => {
                     self.srtp.add_master_key(&mki.to_bytes(), &mtk)
                 }
-                Ok(KeyCommand::Activate(mki)) => self.srtp.set_active_key(&mki.to_bytes()),
+                Ok(KeyCommand::Activate(mki)) => self
+                    .srtp
+                    .set_active_key(&mki.to_bytes())
+                    .map(|()| drop(self.state.send_replace(SessionState::OnAir { mki }))),
                 Ok(KeyCommand::Retire(mki)) => self.srtp.remove_master_key(&mki.to_bytes()),
-                Ok(KeyCommand::RevokeAll) => {
+                Ok(KeyCommand::RevokeAll(reason)) => {
+                    self.state.send_replace(SessionState::Halted { reason });
                     // A fresh context holds no key; per-SSRC indexes restart,
                     // which is safe because only new MTKs will be installed.
                     self.srtp = SrtpSender::new(*self.srtp.config()).expect("config was valid");
@@ -407,7 +418,7 @@ struct KeyTask<L> {
     egress: Egress,
     ctl: SyncSender<KeyCommand>,
     stats: Arc<SessionStats>,
-    state: watch::Sender<SessionState>,
+    state: Arc<watch::Sender<SessionState>>,
 }
 
 impl<L: LeaseSource> KeyTask<L> {
@@ -453,8 +464,7 @@ impl<L: LeaseSource> KeyTask<L> {
                 self.keys.forget(mki);
             }
             // Blocking send: a revocation must never be dropped for a full queue.
-            let _ = self.ctl.send(KeyCommand::RevokeAll);
-            self.state.send_replace(SessionState::Halted { reason });
+            let _ = self.ctl.send(KeyCommand::RevokeAll(reason));
             return;
         }
         let t = self.schedule.timing();
@@ -527,7 +537,6 @@ impl<L: LeaseSource> KeyTask<L> {
             }
             MtkAction::Activate(mki) => {
                 self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
-                self.state.send_replace(SessionState::OnAir { mki });
                 tracing::info!(session = %self.name, msk_id = format_args!("{:#010x}", mki.msk_id.0), mtk_id = mki.mtk_id.0, "MTK switch");
                 Some(KeyCommand::Activate(mki))
             }
