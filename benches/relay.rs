@@ -41,7 +41,7 @@
 //! `--bench` (e.g. `cargo test --benches`) it runs a short smoke pass.
 
 use mbms_gateway::protocol::keys::{KeyDomainId, Msk, MskId, MtkId};
-use mbms_gateway::runtime::bmsc::{LeaseRecord, MskRecord, MskSet};
+use mbms_gateway::runtime::bmsc::{LeaseError, LeaseRecord, MskRecord, MskSet};
 use mbms_gateway::runtime::config::{Flow, MtkSettings, StreamingSession};
 use mbms_gateway::runtime::egress::{Batcher, Egress, EgressKind};
 use mbms_gateway::runtime::journal::KeyJournal;
@@ -460,7 +460,7 @@ impl LeaseSource for LocalLeases {
         msk_id: MskId,
         mtk_ids: u16,
         counters: u32,
-    ) -> Result<LeaseRecord, String> {
+    ) -> Result<LeaseRecord, LeaseError> {
         let first_mtk = self
             .next_mtk_id
             .fetch_add(u32::from(mtk_ids), Ordering::Relaxed);

@@ -4,7 +4,7 @@
 //! (so a restart never repeats one). Builds the MIKEY MTK messages (TS 33.246
 //! §6.3.3.2) that announce them.
 
-use super::bmsc::{LeaseRecord, MskClient, MskRecord, MskSet};
+use super::bmsc::{LeaseError, LeaseRecord, MskClient, MskRecord, MskSet, RpcError};
 use super::journal::{KeyJournal, MskMarks};
 use crate::protocol::keys::{KeyDomainId, Mki, MskId, Mtk, MtkId, MtkKey, MtkSalt};
 use crate::protocol::mikey::{MtkMessageParams, build_mtk_message};
@@ -13,6 +13,7 @@ use rand::RngCore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
+use tonic::Code;
 
 /// Why no MTK (or no MTK message) could be made. Each one stops the session from
 /// starting a new MTK; none of them carries key bytes.
@@ -39,7 +40,7 @@ pub trait LeaseSource: Send + Sync {
         msk_id: MskId,
         mtk_ids: u16,
         counters: u32,
-    ) -> impl Future<Output = Result<LeaseRecord, String>> + Send;
+    ) -> impl Future<Output = Result<LeaseRecord, LeaseError>> + Send;
 }
 
 impl LeaseSource for Arc<MskClient> {
@@ -48,10 +49,8 @@ impl LeaseSource for Arc<MskClient> {
         msk_id: MskId,
         mtk_ids: u16,
         counters: u32,
-    ) -> Result<LeaseRecord, String> {
-        MskClient::lease(self.as_ref(), msk_id, mtk_ids, counters)
-            .await
-            .map_err(|e| e.to_string())
+    ) -> Result<LeaseRecord, LeaseError> {
+        MskClient::lease(self.as_ref(), msk_id, mtk_ids, counters).await
     }
 }
 
@@ -250,18 +249,19 @@ impl<L: LeaseSource> MtkKeys<L> {
             .leases
             .lease(msk.msk_id, self.lease_block, counters)
             .await
-            .map_err(|reason| {
-                if reason.contains("SEQu") {
-                    MtkKeyError::MtkIdsExhausted {
-                        msk_id: msk.msk_id.0,
-                        seq_u: msk.validity.1.0,
-                    }
-                } else {
-                    MtkKeyError::Lease {
-                        msk_id: msk.msk_id.0,
-                        reason,
-                    }
-                }
+            .map_err(|e| match e {
+                // The BM-SC refuses a lease past SEQu with RESOURCE_EXHAUSTED.
+                LeaseError::Rpc(RpcError::Status {
+                    code: Code::ResourceExhausted,
+                    ..
+                }) => MtkKeyError::MtkIdsExhausted {
+                    msk_id: msk.msk_id.0,
+                    seq_u: msk.validity.1.0,
+                },
+                other => MtkKeyError::Lease {
+                    msk_id: msk.msk_id.0,
+                    reason: other.to_string(),
+                },
             })?;
         let marks = self.durable(msk);
         Ok(MskAllocation {
