@@ -77,6 +77,12 @@ pub mod flute {
     pub const TSI_LEN: usize = 2;
     /// Content-Type of the MIKEY MTK object (IANA, RFC 3830).
     pub const MIKEY_CONTENT_TYPE: &str = "application/mikey";
+    /// Content-Location of the MIKEY object carrying one MTK, which protected
+    /// files name in `mbms2009:Decryption-KEY-URI` (seed §6.3.3.2.1 asks for
+    /// "its own identifier" only; the form is the project's).
+    pub fn mikey_content_location(mki: crate::protocol::keys::Mki) -> String {
+        format!("mbms-keys/{:08x}-{:04x}.mikey", mki.msk_id.0, mki.mtk_id.0)
+    }
     /// LCT codepoint carrying a FEC Encoding ID: the ID itself, as `ypo/flute`
     /// and `rt-libflute` do (wire reference §7.2; no 3GPP rule found for it).
     pub const fn codepoint(fec_encoding_id: u8) -> u8 {

@@ -83,7 +83,7 @@ pub struct Flow {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MtkSettings {
     #[serde(default = "d_period", deserialize_with = "units::duration")]

@@ -7,20 +7,21 @@
 //!   flow, checks it, renumbers restarted encoders, protects it with the active
 //!   MTK and hands GSO batches to the egress thread. It owns the
 //!   [`SrtpSender`]; key changes reach it as [`KeyCommand`]s between bursts.
-//! - the **key task** (tokio) drives the [`MtkSchedule`]: draws MTKs under the
-//!   current MSK, announces them ahead of each switch, re-sends them, and stops
-//!   traffic (fail closed) when the MSK behind the active MTK is no longer valid.
+//! - the **key task** ([`KeyTask`], tokio) drives the MTK schedule; its
+//!   events re-key the ingest thread and send MTK messages to UDP 2269.
 
 use super::bmsc::{MskClient, MskSet};
 use super::config::StreamingSession;
 use super::egress::{Batcher, Egress, EgressKind, EgressStats};
 use super::journal::KeyJournal;
+pub use super::key_task::SessionState;
+use super::key_task::{KeyEvents, KeyTask};
 use super::metrics::labels::{DropReason, LabelValue};
 use super::mtk_keys::{LeaseSource, MtkKeys};
 use super::udp::{IngestOptions, ingest_socket};
 use crate::protocol::ingest::{IngestKind, IngestReject, SequenceContinuity, classify};
 use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
-use crate::protocol::mtk_schedule::{MtkAction, MtkSchedule};
+use crate::protocol::mtk_schedule::MtkSchedule;
 use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::protocol::srtp::{SrtpConfig, SrtpError, SrtpSender};
 use anyhow::{Context, Result};
@@ -30,7 +31,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
@@ -89,19 +89,6 @@ impl SessionStats {
     fn drop_one(&self, reason: DropReason) {
         self.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Whether a session may send, for readiness and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionState {
-    Starting,
-    OnAir {
-        mki: Mki,
-    },
-    /// Fail closed: nothing is sent, and this says why.
-    Halted {
-        reason: String,
-    },
 }
 
 /// A running streaming session.
@@ -185,7 +172,6 @@ pub fn start<L: LeaseSource + 'static>(
     };
     let task = KeyTask {
         name: session.name.clone(),
-        mikey_dest: SocketAddr::new(session.destination, MIKEY_UDP_PORT),
         schedule: MtkSchedule::new(session.mtk.timing()),
         keys: MtkKeys::new(
             ctx.key_domain_id,
@@ -195,9 +181,12 @@ pub fn start<L: LeaseSource + 'static>(
             ctx.lease_block,
         ),
         msks: ctx.msks,
-        egress,
-        ctl: ctl_tx,
-        stats: stats.clone(),
+        events: StreamingKeyEvents {
+            mikey_dest: SocketAddr::new(session.destination, MIKEY_UDP_PORT),
+            egress,
+            ctl: ctl_tx,
+            stats: stats.clone(),
+        },
         state: state_tx,
     };
     let keys = tokio::spawn(task.run());
@@ -403,152 +392,42 @@ impl IngestLoop {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-struct KeyTask<L> {
-    name: String,
+/// Key events of a streaming session: key changes go to the ingest thread
+/// between bursts; MTK messages go to the session's address on UDP 2269.
+struct StreamingKeyEvents {
     mikey_dest: SocketAddr,
-    schedule: MtkSchedule,
-    keys: MtkKeys<L>,
-    msks: watch::Receiver<Arc<MskSet>>,
     egress: Egress,
     ctl: SyncSender<KeyCommand>,
     stats: Arc<SessionStats>,
-    state: Arc<watch::Sender<SessionState>>,
 }
 
-impl<L: LeaseSource> KeyTask<L> {
-    async fn run(mut self) {
-        let mut message = Vec::with_capacity(256);
-        loop {
-            let now = Instant::now();
-            let now_unix = unix_now();
-            let msks = self.msks.borrow_and_update().clone();
-            self.check_msk(&msks, now_unix);
-            while let Some(action) = self.schedule.poll(now) {
-                if !self.act(action, &msks, now, now_unix, &mut message).await {
-                    return;
-                }
-            }
-            let wake = self
-                .schedule
-                .poll_at()
-                .map_or(Duration::from_millis(200), |at| {
-                    at.saturating_duration_since(Instant::now())
-                });
-            tokio::select! {
-                _ = tokio::time::sleep(wake.min(Duration::from_millis(200))) => {}
-                changed = self.msks.changed() => if changed.is_err() { return },
-            }
-        }
+impl KeyEvents for StreamingKeyEvents {
+    fn install(&mut self, mki: Mki, mtk: Mtk) -> bool {
+        self.ctl.send(KeyCommand::Install(mki, mtk)).is_ok()
     }
 
-    /// Fail closed when the active MTK's MSK is gone; rotate early when it ends
-    /// soon or a newer MSK has become current.
-    fn check_msk(&mut self, msks: &MskSet, now_unix: i64) {
-        let Some(active) = self.schedule.active() else {
-            return;
-        };
-        if !self.keys.usable(active, msks, now_unix) {
-            let reason = format!(
-                "MSK {:#010x} of Key Group {} is no longer valid",
-                active.msk_id.0,
-                self.keys.key_group()
-            );
-            tracing::error!(session = %self.name, %reason, "halting: nothing is sent without a valid MSK");
-            for mki in self.schedule.revoke_all() {
-                self.keys.forget(mki);
-            }
-            // Blocking send: a revocation must never be dropped for a full queue.
-            let _ = self.ctl.send(KeyCommand::RevokeAll(reason));
-            return;
+    fn announce(&mut self, _mki: Mki, message: &[u8]) -> bool {
+        if self
+            .egress
+            .send_one(self.mikey_dest, EgressKind::Mikey, message)
+        {
+            self.stats.mikey_sent.fetch_add(1, Ordering::Relaxed);
         }
-        let t = self.schedule.timing();
-        let margin = (t.lead + t.resend).as_secs() as i64 + 1;
-        let ends_soon = self
-            .keys
-            .msk_seconds_left(active, now_unix)
-            .is_some_and(|left| left <= margin);
-        let newer = msks
-            .current_for(self.keys.key_group(), now_unix)
-            .is_some_and(|m| m.msk_id != active.msk_id);
-        if (ends_soon || newer) && self.schedule.pending().is_none() {
-            self.schedule.request_rotation();
-        }
+        true
     }
 
-    /// Performs one schedule action; false when the ingest thread is gone.
-    async fn act(
-        &mut self,
-        action: MtkAction,
-        msks: &MskSet,
-        now: Instant,
-        now_unix: i64,
-        message: &mut Vec<u8>,
-    ) -> bool {
-        let command = match action {
-            MtkAction::Prepare { activate_at } => match self.keys.new_mtk(msks, now_unix).await {
-                Ok((mki, mtk)) => {
-                    self.schedule.prepared(mki, activate_at, now);
-                    Some(KeyCommand::Install(mki, mtk))
-                }
-                Err(e) => {
-                    self.schedule.prepare_failed(now);
-                    let reason = e.to_string();
-                    let state = self.state.borrow().clone();
-                    match state {
-                        SessionState::Halted { reason: ref old } if *old == reason => {}
-                        // At start the BM-SC snapshot may simply not be in yet.
-                        SessionState::Starting => {
-                            tracing::info!(session = %self.name, %reason, "waiting for a valid MSK; nothing is sent until then");
-                            self.state.send_replace(SessionState::Halted { reason });
-                        }
-                        _ if self.schedule.active().is_none() => {
-                            tracing::error!(session = %self.name, %reason, "halting: no MTK can be drawn");
-                            self.state.send_replace(SessionState::Halted { reason });
-                        }
-                        _ => {
-                            tracing::warn!(session = %self.name, error = %e, "next MTK not ready; the current one stays")
-                        }
-                    }
-                    None
-                }
-            },
-            MtkAction::Announce(mki) => {
-                message.clear();
-                match self.keys.mtk_message(mki, msks, now_unix, message).await {
-                    Ok(()) => {
-                        if self
-                            .egress
-                            .send_one(self.mikey_dest, EgressKind::Mikey, message)
-                        {
-                            self.stats.mikey_sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(session = %self.name, error = %e, "MTK message not sent")
-                    }
-                }
-                None
-            }
-            MtkAction::Activate(mki) => {
-                self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session = %self.name, msk_id = format_args!("{:#010x}", mki.msk_id.0), mtk_id = mki.mtk_id.0, "MTK switch");
-                Some(KeyCommand::Activate(mki))
-            }
-            MtkAction::Retire(mki) => {
-                self.keys.forget(mki);
-                Some(KeyCommand::Retire(mki))
-            }
-        };
-        match command {
-            Some(c) => self.ctl.send(c).is_ok(),
-            None => true,
-        }
+    fn activate(&mut self, mki: Mki) -> bool {
+        self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
+        self.ctl.send(KeyCommand::Activate(mki)).is_ok()
+    }
+
+    fn retire(&mut self, mki: Mki) -> bool {
+        self.ctl.send(KeyCommand::Retire(mki)).is_ok()
+    }
+
+    fn revoke_all(&mut self, reason: String) -> bool {
+        // Blocking send: a revocation must never be dropped for a full queue.
+        self.ctl.send(KeyCommand::RevokeAll(reason)).is_ok()
     }
 }
 

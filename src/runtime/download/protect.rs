@@ -1,0 +1,215 @@
+//! Protection of one object for a download session: the source file is read
+//! in chunks, encrypted as an OMA DRM v2 DCF under the active MTK (TS 33.246
+//! §6.6.3) and written to the session's spool, with the MD5 of the DCF bytes
+//! for the FDT's Content-MD5 (RFC 3926 §3.4.2: the digest of the object as
+//! it is delivered). The object is never whole in memory, and a source that
+//! shrinks, grows or disappears while it is read is refused.
+
+use crate::protocol::dcf::{DcfParams, DcfWriteError, DcfWriter, EncryptionMethod, MbmsKeyId};
+use crate::protocol::keys::{Mki, MtkKey};
+use md5::{Digest, Md5};
+use rand::RngCore;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Plaintext read per step.
+const CHUNK: usize = 256 * 1024;
+
+/// The MTK new objects are protected with, and where its key travels.
+pub struct ProtectionKey {
+    pub mki: Mki,
+    pub key_id: MbmsKeyId,
+    pub key: MtkKey,
+    /// Content-Location of the MIKEY object carrying this MTK.
+    pub key_uri: String,
+}
+
+impl std::fmt::Debug for ProtectionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtectionKey")
+            .field("mki", &self.mki)
+            .field("key_uri", &self.key_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One object as it will be sent.
+#[derive(Debug, Clone)]
+pub struct ProtectedObject {
+    pub content_location: String,
+    /// The DCF in the spool; the session deletes it when the object leaves.
+    pub spool_path: PathBuf,
+    /// Bytes of the DCF (Content-Length = Transfer-Length: no content coding).
+    pub transfer_length: u64,
+    /// MD5 of the DCF bytes.
+    pub content_md5: [u8; 16],
+    /// Content-Location of the MIKEY object with the MTK.
+    pub key_uri: String,
+    pub mki: Mki,
+    /// Bytes of the source.
+    pub plaintext_len: u64,
+}
+
+/// Why an object was not protected. Names the file; never key bytes.
+#[derive(Debug, Error)]
+pub enum ProtectError {
+    #[error("{path}: cannot be read: {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error("{path}: {size} bytes exceed the session limit of {limit} bytes")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path}: is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("{path}: deleted or replaced while it was read")]
+    DeletedWhileRead { path: PathBuf },
+    #[error("{path}: changed while it was read ({expected} bytes at open, {got} read)")]
+    ChangedWhileRead {
+        path: PathBuf,
+        expected: u64,
+        got: u64,
+    },
+    #[error("spool file {path}: {source}")]
+    Spool { path: PathBuf, source: io::Error },
+    #[error("{path}: DCF: {source}")]
+    Dcf {
+        path: PathBuf,
+        source: DcfWriteError,
+    },
+}
+
+/// What to protect and how.
+pub struct ProtectRequest<'a> {
+    pub source: &'a Path,
+    pub content_location: &'a str,
+    /// MIME type of the plaintext (the DCF's ContentType).
+    pub content_type: &'a str,
+    pub method: EncryptionMethod,
+    pub max_size: u64,
+    pub spool_path: PathBuf,
+}
+
+/// Protects `req.source` into `req.spool_path` under `key`. On error the
+/// spool file is removed.
+pub fn protect_file(
+    req: ProtectRequest<'_>,
+    key: &ProtectionKey,
+) -> Result<ProtectedObject, ProtectError> {
+    let result = write_dcf(&req, key);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&req.spool_path);
+    }
+    result
+}
+
+fn write_dcf(
+    req: &ProtectRequest<'_>,
+    key: &ProtectionKey,
+) -> Result<ProtectedObject, ProtectError> {
+    let path = req.source;
+    let unreadable = |source| ProtectError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let mut source = File::open(path).map_err(unreadable)?;
+    let opened = source.metadata().map_err(unreadable)?;
+    if !opened.is_file() {
+        return Err(ProtectError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let size = opened.len();
+    if size > req.max_size {
+        return Err(ProtectError::TooLarge {
+            path: path.to_owned(),
+            size,
+            limit: req.max_size,
+        });
+    }
+    let mut iv = [0u8; 16];
+    rand::rng().fill_bytes(&mut iv);
+    let params = DcfParams {
+        content_type: req.content_type.to_owned(),
+        content_id: format!("cid:{}", req.content_location),
+        rights_issuer_url: String::new(),
+        textual_headers: vec![key.key_id.textual_header()],
+        method: req.method,
+        plaintext_len: size,
+    };
+    let dcf_error = |source| ProtectError::Dcf {
+        path: path.to_owned(),
+        source,
+    };
+    let mut writer = DcfWriter::new(params, &key.key, iv).map_err(dcf_error)?;
+    let spool_error = |source| ProtectError::Spool {
+        path: req.spool_path.clone(),
+        source,
+    };
+    let mut spool =
+        io::BufWriter::with_capacity(CHUNK, File::create(&req.spool_path).map_err(spool_error)?);
+    let mut md5 = Md5::new();
+    let mut emit = |bytes: &[u8]| -> Result<(), ProtectError> {
+        md5.update(bytes);
+        spool.write_all(bytes).map_err(spool_error)
+    };
+    emit(writer.header())?;
+    let mut plain = vec![0u8; CHUNK];
+    let mut cipher = Vec::with_capacity(CHUNK + 16);
+    let mut read = 0u64;
+    loop {
+        let n = source.read(&mut plain).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if read > size {
+            return Err(ProtectError::ChangedWhileRead {
+                path: path.to_owned(),
+                expected: size,
+                got: read,
+            });
+        }
+        cipher.clear();
+        writer
+            .encrypt(&plain[..n], &mut cipher)
+            .map_err(dcf_error)?;
+        emit(&cipher)?;
+    }
+    if read != size {
+        return Err(ProtectError::ChangedWhileRead {
+            path: path.to_owned(),
+            expected: size,
+            got: read,
+        });
+    }
+    // An open file reads to the end even once unlinked: look again by name.
+    match std::fs::metadata(path) {
+        Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => {}
+        _ => {
+            return Err(ProtectError::DeletedWhileRead {
+                path: path.to_owned(),
+            });
+        }
+    }
+    cipher.clear();
+    writer.finish(&mut cipher).map_err(dcf_error)?;
+    emit(&cipher)?;
+    let spool = spool
+        .into_inner()
+        .map_err(|e| spool_error(e.into_error()))?;
+    let transfer_length = spool.metadata().map_err(spool_error)?.len();
+    Ok(ProtectedObject {
+        content_location: req.content_location.to_owned(),
+        spool_path: req.spool_path.clone(),
+        transfer_length,
+        content_md5: md5.finalize().into(),
+        key_uri: key.key_uri.clone(),
+        mki: key.mki,
+        plaintext_len: size,
+    })
+}

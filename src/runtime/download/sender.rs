@@ -1,0 +1,626 @@
+//! The FLUTE sender thread of one download session: drives the
+//! [`Carousel`] (which FDT and object go next), packetizes objects with the
+//! session's FEC from memory (MIKEY objects, FDTs) or from the spool (DCF
+//! objects, read ahead in large chunks), holds the session to its bitrate with
+//! the [`Pacer`], and hands GSO batches to the egress thread. While a long
+//! object is on air the FDT is interleaved at the carousel's interval, so a
+//! receiver that joins mid-object learns the whole carousel.
+
+use super::protect::ProtectedObject;
+use crate::protocol::flute::carousel::{Carousel, CarouselAction, CarouselObject, ObjectLifetime};
+use crate::protocol::flute::fdt::{FdtFecOti, FdtInstance, FdtTemplate};
+use crate::protocol::flute::fec::{FecObjectSender, FecScheme};
+use crate::protocol::flute::lct;
+use crate::protocol::flute::object_sender::{ObjectKind, ObjectSenderConfig};
+use crate::protocol::keys::Mki;
+use crate::protocol::pacer::Pacer;
+use crate::protocol::profile;
+use crate::runtime::egress::{Batcher, Egress, EgressKind};
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Work for the sender thread, in the order it must happen.
+#[derive(Debug)]
+pub enum SenderCommand {
+    /// The MIKEY MTK message of an MTK about to be used; carouselled until
+    /// the MTK is retired and no object it protects is left.
+    AddKeyObject { mki: Mki, message: Vec<u8> },
+    /// The MTK protects nothing new from now on.
+    RetireKeyObject { mki: Mki },
+    /// A protected object to carousel.
+    AddObject(ProtectedObject),
+    /// The MSK is gone: every object leaves the carousel at once.
+    RevokeAll,
+}
+
+/// Counters of one download session's sender.
+#[derive(Debug, Default)]
+pub struct SenderStats {
+    pub objects_added: AtomicU64,
+    /// Objects whose carousel lifetime ended (all transmissions done).
+    pub objects_completed: AtomicU64,
+    /// Objects withdrawn because their MSK was no longer valid.
+    pub objects_revoked: AtomicU64,
+    pub object_transmissions: AtomicU64,
+    pub fdt_instances_sent: AtomicU64,
+    pub mikey_objects_added: AtomicU64,
+    pub alc_packets: AtomicU64,
+    pub alc_bytes: AtomicU64,
+    /// Objects refused by the carousel or the packetizer.
+    pub send_failures: AtomicU64,
+    /// Objects waiting in or being sent by the carousel (MIKEY included).
+    pub carousel_objects: AtomicU64,
+    /// Nanoseconds the sender started a batch after its pacer allowed it.
+    pub pacer_lateness_ns: AtomicU64,
+}
+
+/// How the session sends.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub name: String,
+    pub tsi: u16,
+    pub destination: SocketAddr,
+    pub max_packet: usize,
+    pub fec: FecScheme,
+    pub symbol_length: Option<u16>,
+    pub max_source_block_length: u32,
+    pub lifetime: ObjectLifetimeSetting,
+    pub bitrate: u64,
+}
+
+/// How long each object stays in the carousel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectLifetimeSetting {
+    Repetitions(NonZeroU32),
+    For(Duration),
+}
+
+/// Packets per pacer grant: the largest burst the wire sees from a session.
+const BURST_PACKETS: usize = 16;
+/// Longest idle wait for a command.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Spool bytes read per step.
+const READ_AHEAD: usize = 1 << 20;
+
+/// NTP seconds (RFC 5905 era 0) of the wall clock, for FDT `Expires`.
+fn ntp_now() -> u32 {
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| (d.as_secs() + NTP_UNIX_OFFSET) as u32)
+}
+
+enum Content {
+    Memory(Vec<u8>),
+    Spool {
+        file: File,
+        path: PathBuf,
+        window: Vec<u8>,
+        window_start: u64,
+    },
+}
+
+impl Content {
+    /// The object bytes of `range` (contiguous reads are served from the
+    /// read-ahead window).
+    fn bytes(&mut self, range: std::ops::Range<u64>) -> std::io::Result<&[u8]> {
+        match self {
+            Self::Memory(data) => Ok(&data[range.start as usize..range.end as usize]),
+            Self::Spool {
+                file,
+                window,
+                window_start,
+                ..
+            } => {
+                let inside = range.start >= *window_start
+                    && range.end <= *window_start + window.len() as u64;
+                if !inside {
+                    let want = READ_AHEAD.max((range.end - range.start) as usize);
+                    window.resize(want, 0);
+                    let mut filled = 0;
+                    while filled < want {
+                        let n = file.read_at(&mut window[filled..], range.start + filled as u64)?;
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    window.truncate(filled);
+                    *window_start = range.start;
+                    if (filled as u64) < range.end - range.start {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "spool file shorter than the object",
+                        ));
+                    }
+                }
+                let from = (range.start - *window_start) as usize;
+                Ok(&window[from..from + (range.end - range.start) as usize])
+            }
+        }
+    }
+}
+
+struct Entry {
+    content: Content,
+    packets: FecObjectSender,
+}
+
+/// The sender of one session.
+pub struct FluteSender {
+    config: SenderConfig,
+    carousel: Carousel,
+    template: FdtTemplate,
+    entries: HashMap<u128, Entry>,
+    key_objects: HashMap<Mki, u128>,
+    /// The object being sent, if a transmission is under way.
+    current: Option<u128>,
+    /// The last rendered FDT, by instance ID.
+    fdt: Option<(u32, Vec<u8>)>,
+    pacer: Pacer,
+    batcher: Batcher,
+    packet: Vec<u8>,
+    stats: Arc<SenderStats>,
+    commands: Receiver<SenderCommand>,
+    stop: Arc<AtomicBool>,
+    commands_closed: bool,
+}
+
+impl FluteSender {
+    pub fn new(
+        config: SenderConfig,
+        carousel: Carousel,
+        template: FdtTemplate,
+        egress: Egress,
+        commands: Receiver<SenderCommand>,
+        stats: Arc<SenderStats>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
+        let burst = (config.max_packet * BURST_PACKETS) as u64;
+        let pacer = Pacer::new(config.bitrate, burst, Instant::now())?;
+        Ok(Self {
+            packet: vec![0; config.max_packet],
+            config,
+            carousel,
+            template,
+            entries: HashMap::new(),
+            key_objects: HashMap::new(),
+            current: None,
+            fdt: None,
+            pacer,
+            batcher: Batcher::new(egress),
+            stats,
+            commands,
+            stop,
+            commands_closed: false,
+        })
+    }
+
+    /// Runs until stopped (or every command sender is gone and the carousel
+    /// is empty), then closes the session on the wire.
+    pub fn run(mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            self.apply_commands();
+            if self.commands_closed && self.carousel.is_empty() && self.current.is_none() {
+                break;
+            }
+            let now = Instant::now();
+            if let Some(toi) = self.current {
+                if let Some(CarouselAction::SendFdt { instance_id, fdt }) =
+                    self.carousel.poll_fdt(now, ntp_now())
+                {
+                    let fdt = fdt.clone();
+                    self.send_fdt(instance_id, &fdt);
+                }
+                self.send_burst(toi);
+                continue;
+            }
+            let action = self.carousel.poll(now, ntp_now()).map(owned);
+            match action {
+                Some(OwnedAction::SendFdt(id, fdt)) => self.send_fdt(id, &fdt),
+                Some(OwnedAction::SendObject(toi)) => self.start_transmission(toi),
+                Some(OwnedAction::Forget(toi)) => self.forget(toi),
+                Some(OwnedAction::Close) => self.send_close(),
+                None => self.wait_for_command(),
+            }
+        }
+        self.carousel.close();
+        while let Some(action) = self.carousel.poll(Instant::now(), ntp_now()).map(owned) {
+            match action {
+                OwnedAction::Close => self.send_close(),
+                OwnedAction::Forget(toi) => self.forget(toi),
+                _ => break,
+            }
+        }
+        for (_, entry) in self.entries.drain() {
+            remove_spool(&entry.content);
+        }
+        self.batcher.flush();
+    }
+
+    fn apply_commands(&mut self) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(command),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.commands_closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn wait_for_command(&mut self) {
+        self.batcher.flush();
+        if self.commands_closed {
+            std::thread::sleep(IDLE_WAIT);
+            return;
+        }
+        let wait = self
+            .carousel
+            .next_fdt_at()
+            .map_or(IDLE_WAIT, |at| at.saturating_duration_since(Instant::now()))
+            .min(IDLE_WAIT);
+        match self.commands.recv_timeout(wait) {
+            Ok(command) => self.apply(command),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.commands_closed = true,
+        }
+    }
+
+    fn apply(&mut self, command: SenderCommand) {
+        match command {
+            SenderCommand::AddKeyObject { mki, message } => {
+                let object = CarouselObject {
+                    content_location: profile::flute::mikey_content_location(mki),
+                    content_type: Some(profile::flute::MIKEY_CONTENT_TYPE.to_owned()),
+                    transfer_length: message.len() as u64,
+                    content_length: Some(message.len() as u64),
+                    content_md5: Some(md5_of(&message)),
+                    fec_oti: None,
+                    decryption_key_uri: None,
+                    is_mikey: true,
+                    lifetime: ObjectLifetime::UntilRemoved,
+                };
+                if let Some(toi) =
+                    self.add(object, Content::Memory(message), FecScheme::CompactNoCode)
+                {
+                    self.key_objects.insert(mki, toi);
+                    self.stats
+                        .mikey_objects_added
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SenderCommand::RetireKeyObject { mki } => {
+                if let Some(toi) = self.key_objects.remove(&mki) {
+                    let _ = self.carousel.remove(toi);
+                }
+            }
+            SenderCommand::AddObject(object) => {
+                let content = match File::open(&object.spool_path) {
+                    Ok(file) => Content::Spool {
+                        file,
+                        path: object.spool_path.clone(),
+                        window: Vec::new(),
+                        window_start: 0,
+                    },
+                    Err(e) => {
+                        tracing::error!(session = %self.config.name, object = %object.content_location, error = %e, "spool file lost; object not sent");
+                        self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let lifetime = match self.config.lifetime {
+                    ObjectLifetimeSetting::Repetitions(n) => ObjectLifetime::Repetitions(n),
+                    ObjectLifetimeSetting::For(d) => ObjectLifetime::Until(Instant::now() + d),
+                };
+                let entry = CarouselObject {
+                    content_location: object.content_location.clone(),
+                    content_type: Some(profile::dcf::CONTENT_TYPE.to_owned()),
+                    transfer_length: object.transfer_length,
+                    content_length: Some(object.transfer_length),
+                    content_md5: Some(object.content_md5),
+                    fec_oti: None,
+                    decryption_key_uri: Some(object.key_uri.clone()),
+                    is_mikey: false,
+                    lifetime,
+                };
+                if self.add(entry, content, self.config.fec).is_some() {
+                    self.stats.objects_added.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SenderCommand::RevokeAll => {
+                let tois: Vec<u128> = self.carousel.tois().collect();
+                let mut revoked = 0;
+                for toi in tois {
+                    if self.carousel.object(toi).is_some_and(|o| !o.is_mikey) {
+                        revoked += 1;
+                    }
+                    let _ = self.carousel.remove(toi);
+                }
+                self.key_objects.clear();
+                self.current = None;
+                self.stats
+                    .objects_revoked
+                    .fetch_add(revoked, Ordering::Relaxed);
+            }
+        }
+        self.stats
+            .carousel_objects
+            .store(self.carousel.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds an object with its packetizer; `None` (counted, logged) when the
+    /// carousel or the packetizer refuses it.
+    fn add(
+        &mut self,
+        mut object: CarouselObject,
+        content: Content,
+        fec: FecScheme,
+    ) -> Option<u128> {
+        let location = object.content_location.clone();
+        let fail = |this: &mut Self, reason: String| {
+            tracing::error!(session = %this.config.name, object = %location, %reason, "object not sent");
+            this.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+            remove_spool(&content);
+            None
+        };
+        // The TOI is only known once added, and the OTI only once the
+        // packetizer exists: build it for TOI 1 first to learn the OTI, which
+        // does not depend on the TOI.
+        let packets = match self.packetizer(1, object.transfer_length, fec) {
+            Ok(p) => p,
+            Err(e) => return fail(self, e.to_string()),
+        };
+        object.fec_oti = Some(FdtFecOti::from(packets.oti()));
+        let toi = match self.carousel.add(object.clone()) {
+            Ok(toi) => toi,
+            Err(e) => return fail(self, e.to_string()),
+        };
+        let packets = match self.packetizer(toi, object.transfer_length, fec) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.carousel.remove(toi);
+                return fail(self, e.to_string());
+            }
+        };
+        self.entries.insert(toi, Entry { content, packets });
+        Some(toi)
+    }
+
+    fn packetizer(
+        &self,
+        toi: u128,
+        transfer_length: u64,
+        fec: FecScheme,
+    ) -> Result<FecObjectSender, crate::protocol::flute::FluteError> {
+        let mut config = ObjectSenderConfig::new(
+            u64::from(self.config.tsi),
+            ObjectKind::File { toi },
+            transfer_length,
+            self.config.max_packet,
+        );
+        if let Some(e) = self.config.symbol_length {
+            config.symbol_length = config.symbol_length.min(e);
+        }
+        config.max_source_block_length = self.config.max_source_block_length;
+        FecObjectSender::new(&config, fec)
+    }
+
+    fn start_transmission(&mut self, toi: u128) {
+        if let Some(entry) = self.entries.get_mut(&toi) {
+            entry.packets.rewind();
+            self.current = Some(toi);
+            self.stats
+                .object_transmissions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends what the pacer allows of the current object, up to one burst.
+    fn send_burst(&mut self, toi: u128) {
+        let Some(entry) = self.entries.get_mut(&toi) else {
+            self.current = None;
+            return;
+        };
+        let mut sent = 0;
+        while sent < BURST_PACKETS {
+            let Some(request) = entry.packets.next_symbol() else {
+                break;
+            };
+            let symbol = match entry.content.bytes(request.range) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(session = %self.config.name, toi = %toi, error = %e, "spool read failed; object withdrawn");
+                    self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.carousel.remove(toi);
+                    self.current = None;
+                    return;
+                }
+            };
+            let n = match entry.packets.write_packet(symbol, &mut self.packet) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(session = %self.config.name, toi = %toi, error = %e, "packetizing failed; object withdrawn");
+                    self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.carousel.remove(toi);
+                    self.current = None;
+                    return;
+                }
+            };
+            if !pace(
+                &mut self.pacer,
+                &self.stop,
+                &self.stats,
+                &mut self.batcher,
+                n,
+            ) {
+                return;
+            }
+            self.batcher
+                .push(self.config.destination, EgressKind::Alc, &self.packet[..n]);
+            self.stats.alc_packets.fetch_add(1, Ordering::Relaxed);
+            self.stats.alc_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            sent += 1;
+        }
+        if entry.packets.is_complete() {
+            self.current = None;
+        }
+    }
+
+    fn send_fdt(&mut self, instance_id: u32, fdt: &FdtInstance) {
+        if self.fdt.as_ref().is_none_or(|(id, _)| *id != instance_id) {
+            match self.template.render(fdt) {
+                Ok(xml) => self.fdt = Some((instance_id, xml.into_bytes())),
+                Err(e) => {
+                    tracing::error!(session = %self.config.name, error = %e, "FDT not rendered");
+                    return;
+                }
+            }
+        }
+        let Some((_, xml)) = self.fdt.take() else {
+            return;
+        };
+        let config = ObjectSenderConfig::new(
+            u64::from(self.config.tsi),
+            ObjectKind::FdtInstance { instance_id },
+            xml.len() as u64,
+            self.config.max_packet,
+        );
+        match FecObjectSender::new(&config, FecScheme::CompactNoCode) {
+            Ok(mut packets) => {
+                while let Some(Ok(n)) = packets.next_packet(&xml, &mut self.packet) {
+                    if !pace(
+                        &mut self.pacer,
+                        &self.stop,
+                        &self.stats,
+                        &mut self.batcher,
+                        n,
+                    ) {
+                        break;
+                    }
+                    self.batcher
+                        .push(self.config.destination, EgressKind::Alc, &self.packet[..n]);
+                    self.stats.alc_packets.fetch_add(1, Ordering::Relaxed);
+                    self.stats.alc_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                self.stats
+                    .fdt_instances_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(session = %self.config.name, error = %e, "FDT not packetized")
+            }
+        }
+        self.fdt = Some((instance_id, xml));
+    }
+
+    /// The last packet of the current FDT again, with A (close session) set
+    /// (RFC 5651 §5.1): receivers may end the session at once.
+    fn send_close(&mut self) {
+        let Some((instance_id, xml)) = self.fdt.take() else {
+            return;
+        };
+        let mut config = ObjectSenderConfig::new(
+            u64::from(self.config.tsi),
+            ObjectKind::FdtInstance { instance_id },
+            xml.len() as u64,
+            self.config.max_packet,
+        );
+        config.close_session = true;
+        if let Ok(mut packets) = FecObjectSender::new(&config, FecScheme::CompactNoCode) {
+            let mut last = None;
+            while let Some(Ok(n)) = packets.next_packet(&xml, &mut self.packet) {
+                last = Some(n);
+            }
+            if let Some(n) = last {
+                lct::set_close_session(&mut self.packet[..n], true);
+                self.batcher
+                    .push(self.config.destination, EgressKind::Alc, &self.packet[..n]);
+                self.stats.alc_packets.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.batcher.flush();
+    }
+
+    fn forget(&mut self, toi: u128) {
+        if let Some(entry) = self.entries.remove(&toi) {
+            remove_spool(&entry.content);
+            if matches!(entry.content, Content::Spool { .. }) {
+                self.stats.objects_completed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if self.current == Some(toi) {
+            self.current = None;
+        }
+        self.stats
+            .carousel_objects
+            .store(self.carousel.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Waits until the pacer lets a packet of `bytes` leave (flushing the batch
+/// first, so nothing sits in it while we sleep). False when stopped.
+fn pace(
+    pacer: &mut Pacer,
+    stop: &AtomicBool,
+    stats: &SenderStats,
+    batcher: &mut Batcher,
+    bytes: usize,
+) -> bool {
+    loop {
+        let now = Instant::now();
+        match pacer.poll_send(now, bytes) {
+            Ok(()) => return true,
+            Err(at) => {
+                batcher.flush();
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(at.saturating_duration_since(now));
+                let late = Instant::now().saturating_duration_since(at);
+                stats
+                    .pacer_lateness_ns
+                    .store(late.as_nanos() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn remove_spool(content: &Content) {
+    if let Content::Spool { path, .. } = content {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn md5_of(bytes: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(bytes).into()
+}
+
+enum OwnedAction {
+    SendFdt(u32, FdtInstance),
+    SendObject(u128),
+    Forget(u128),
+    Close,
+}
+
+fn owned(action: CarouselAction<'_>) -> OwnedAction {
+    match action {
+        CarouselAction::SendFdt { instance_id, fdt } => {
+            OwnedAction::SendFdt(instance_id, fdt.clone())
+        }
+        CarouselAction::SendObject { toi } => OwnedAction::SendObject(toi),
+        CarouselAction::Forget { toi } => OwnedAction::Forget(toi),
+        CarouselAction::CloseSession => OwnedAction::Close,
+    }
+}

@@ -1,0 +1,435 @@
+//! A download session on air (TS 26.346 §7, TS 33.246 §6.6): objects in from
+//! the watch folder, HTTP push or `mbms-gateway send`; each protected as a DCF
+//! under the active MTK; sent over FLUTE with the MIKEY MTK message as an
+//! object of the same session.
+//!
+//! Three parts:
+//! - the **key task** ([`KeyTask`], tokio) drives the MTK schedule; its events
+//!   put each new MTK's MIKEY message into the carousel ahead of the switch,
+//!   and hand the protect worker the MTK to use from the switch on;
+//! - the **protect worker** (an OS thread) turns each ingested object into a
+//!   DCF in the session's spool;
+//! - the **FLUTE sender** ([`FluteSender`], an OS thread) carousels, paces
+//!   and packetizes.
+
+use super::config::DownloadSession;
+use super::ingest::IngestedObject;
+use super::protect::{ProtectError, ProtectRequest, ProtectionKey, protect_file};
+use super::sender::{FluteSender, ObjectLifetimeSetting, SenderCommand, SenderConfig, SenderStats};
+use crate::protocol::dcf::MbmsKeyId;
+use crate::protocol::flute::carousel::Carousel;
+use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
+use crate::protocol::mtk_schedule::MtkSchedule;
+use crate::protocol::profile;
+use crate::runtime::egress::EgressStats;
+use crate::runtime::key_task::{KeyEvents, KeyTask, SessionState};
+use crate::runtime::mtk_keys::{LeaseSource, MtkKeys};
+use crate::runtime::streaming::SessionContext;
+use anyhow::{Context, Result};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Objects waiting for protection per session.
+pub const INGEST_QUEUE: usize = 256;
+/// Commands waiting for the sender thread.
+const SENDER_QUEUE: usize = 64;
+
+/// Why an ingested object did not go on air.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectReject {
+    Unreadable,
+    TooLarge,
+    DeletedWhileRead,
+    ChangedWhileRead,
+    NoKey,
+    Spool,
+}
+
+impl ObjectReject {
+    pub const ALL: [Self; 6] = [
+        Self::Unreadable,
+        Self::TooLarge,
+        Self::DeletedWhileRead,
+        Self::ChangedWhileRead,
+        Self::NoKey,
+        Self::Spool,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreadable => "unreadable",
+            Self::TooLarge => "too_large",
+            Self::DeletedWhileRead => "deleted_while_read",
+            Self::ChangedWhileRead => "changed_while_read",
+            Self::NoKey => "no_key",
+            Self::Spool => "spool",
+        }
+    }
+
+    fn of(e: &ProtectError) -> Self {
+        match e {
+            ProtectError::Unreadable { .. } | ProtectError::NotAFile { .. } => Self::Unreadable,
+            ProtectError::TooLarge { .. } => Self::TooLarge,
+            ProtectError::DeletedWhileRead { .. } => Self::DeletedWhileRead,
+            ProtectError::ChangedWhileRead { .. } => Self::ChangedWhileRead,
+            ProtectError::Spool { .. } | ProtectError::Dcf { .. } => Self::Spool,
+        }
+    }
+}
+
+/// Counters of one download session's input side.
+#[derive(Debug, Default)]
+pub struct DownloadStats {
+    pub objects_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub objects_protected: AtomicU64,
+    /// Indexed by [`ObjectReject::index`].
+    pub rejected: [AtomicU64; ObjectReject::ALL.len()],
+    pub mtk_rotations: AtomicU64,
+}
+
+impl DownloadStats {
+    pub fn rejected(&self, reason: ObjectReject) -> u64 {
+        self.rejected[reason.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// A running download session.
+pub struct DownloadHandle {
+    pub name: String,
+    pub stats: Arc<DownloadStats>,
+    pub sender_stats: Arc<SenderStats>,
+    pub egress_stats: Arc<EgressStats>,
+    pub state: watch::Receiver<SessionState>,
+    queue: mpsc::Sender<IngestedObject>,
+    stop: Arc<AtomicBool>,
+    protect: Option<JoinHandle<()>>,
+    sender: Option<JoinHandle<()>>,
+    keys: tokio::task::JoinHandle<()>,
+}
+
+impl DownloadHandle {
+    /// Where objects for this session go (watch folder, push, `send`).
+    pub fn queue(&self) -> mpsc::Sender<IngestedObject> {
+        self.queue.clone()
+    }
+
+    /// Stops the key task and both threads; the session is closed on the
+    /// wire (A flag) and its spool emptied.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.keys.abort();
+        let _ = (&mut self.keys).await;
+        drop(self.queue);
+        for t in [self.protect.take(), self.sender.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    /// Waits until every object handed in so far has left the carousel (all
+    /// its transmissions done), or `timeout` passes. For one-shot sending.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            let s = &self.stats;
+            let t = &self.sender_stats;
+            let handled = s.objects_protected.load(Ordering::Relaxed)
+                + ObjectReject::ALL
+                    .iter()
+                    .map(|r| s.rejected(*r))
+                    .sum::<u64>();
+            let gone = t.objects_completed.load(Ordering::Relaxed)
+                + t.objects_revoked.load(Ordering::Relaxed)
+                + t.send_failures.load(Ordering::Relaxed);
+            if self.queue.capacity() == self.queue.max_capacity()
+                && handled == s.objects_in.load(Ordering::Relaxed)
+                && gone >= s.objects_protected.load(Ordering::Relaxed)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// Starts a download session. `spool_dir` is emptied and then holds the DCF
+/// of every object in the carousel.
+pub fn start<L: LeaseSource + 'static>(
+    session: &DownloadSession,
+    ctx: SessionContext<L>,
+    spool_dir: &Path,
+) -> Result<DownloadHandle> {
+    let at = || format!("download session {}", session.name);
+    let template = session.load_template().with_context(at)?;
+    let carousel = Carousel::new(session.carousel.carousel_config(), Instant::now())
+        .map_err(anyhow::Error::from)
+        .with_context(at)?;
+    if spool_dir.exists() {
+        std::fs::remove_dir_all(spool_dir)
+            .with_context(|| format!("emptying spool {}", spool_dir.display()))?;
+    }
+    std::fs::create_dir_all(spool_dir)
+        .with_context(|| format!("creating spool {}", spool_dir.display()))?;
+
+    let egress = ctx.egress.with_own_stats();
+    let egress_stats = egress.stats().clone();
+    let stats = Arc::new(DownloadStats::default());
+    let sender_stats = Arc::new(SenderStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (commands, command_rx) = sync_channel(SENDER_QUEUE);
+    let (state_tx, state) = watch::channel(SessionState::Starting);
+    let (key_tx, key_rx) = watch::channel(None);
+
+    let lifetime = match session.carousel.object_lifetime {
+        Some(d) => ObjectLifetimeSetting::For(d),
+        None => ObjectLifetimeSetting::Repetitions(
+            NonZeroU32::new(session.carousel.repetitions).unwrap_or(NonZeroU32::MIN),
+        ),
+    };
+    let sender = FluteSender::new(
+        SenderConfig {
+            name: session.name.clone(),
+            tsi: session.tsi,
+            destination: SocketAddr::new(session.destination, session.port),
+            max_packet: session.max_packet,
+            fec: session.fec.scheme(),
+            symbol_length: session.fec.symbol_length,
+            max_source_block_length: session.fec.max_source_block_length,
+            lifetime,
+            bitrate: session.bitrate,
+        },
+        carousel,
+        template,
+        egress,
+        command_rx,
+        sender_stats.clone(),
+        stop.clone(),
+    )?;
+    let sender = std::thread::Builder::new()
+        .name(format!("flute-{}", session.name))
+        .spawn(move || sender.run())?;
+
+    let (queue, queue_rx) = mpsc::channel(INGEST_QUEUE);
+    let worker = ProtectWorker {
+        name: session.name.clone(),
+        method: session.encryption.method(),
+        max_size: session.max_object_size,
+        spool_dir: spool_dir.to_owned(),
+        keys: key_rx,
+        state: state.clone(),
+        commands: commands.clone(),
+        stats: stats.clone(),
+        next_spool: 0,
+    };
+    let protect = std::thread::Builder::new()
+        .name(format!("protect-{}", session.name))
+        .spawn(move || worker.run(queue_rx))?;
+
+    let task = KeyTask {
+        name: session.name.clone(),
+        schedule: MtkSchedule::new(session.mtk.timing()),
+        keys: MtkKeys::new(
+            ctx.key_domain_id,
+            session.key_group,
+            ctx.leases,
+            ctx.journal,
+            ctx.lease_block,
+        ),
+        msks: ctx.msks,
+        events: DownloadKeyEvents {
+            key_domain_id: ctx.key_domain_id,
+            mtks: HashMap::new(),
+            announced: HashSet::new(),
+            commands,
+            active: key_tx,
+            state: Arc::new(state_tx.clone()),
+            stats: stats.clone(),
+        },
+        state: Arc::new(state_tx),
+    };
+    let keys = tokio::spawn(task.run());
+    Ok(DownloadHandle {
+        name: session.name.clone(),
+        stats,
+        sender_stats,
+        egress_stats,
+        state,
+        queue,
+        stop,
+        protect: Some(protect),
+        sender: Some(sender),
+        keys,
+    })
+}
+
+/// Key events of a download session (TS 33.246 §6.3.3.2.1: the MTK message
+/// is an object of the same FLUTE session).
+struct DownloadKeyEvents {
+    key_domain_id: KeyDomainId,
+    /// MTKs drawn and not yet retired.
+    mtks: HashMap<Mki, Mtk>,
+    /// MTKs whose MIKEY object is in the carousel. Re-sends are the
+    /// carousel's: the object stays on air while it is needed.
+    announced: HashSet<Mki>,
+    commands: SyncSender<SenderCommand>,
+    active: watch::Sender<Option<Arc<ProtectionKey>>>,
+    state: Arc<watch::Sender<SessionState>>,
+    stats: Arc<DownloadStats>,
+}
+
+impl KeyEvents for DownloadKeyEvents {
+    fn install(&mut self, mki: Mki, mtk: Mtk) -> bool {
+        self.mtks.insert(mki, mtk);
+        true
+    }
+
+    fn announce(&mut self, mki: Mki, message: &[u8]) -> bool {
+        if !self.announced.insert(mki) {
+            return true;
+        }
+        let message = message.to_vec();
+        self.commands
+            .send(SenderCommand::AddKeyObject { mki, message })
+            .is_ok()
+    }
+
+    fn activate(&mut self, mki: Mki) -> bool {
+        let Some(mtk) = self.mtks.get(&mki) else {
+            return true;
+        };
+        self.active.send_replace(Some(Arc::new(ProtectionKey {
+            mki,
+            key_id: MbmsKeyId {
+                key_domain_id: self.key_domain_id,
+                msk_id: mki.msk_id,
+                mtk_id: mki.mtk_id,
+            },
+            key: mtk.key.clone(),
+            key_uri: profile::flute::mikey_content_location(mki),
+        })));
+        self.state.send_replace(SessionState::OnAir { mki });
+        self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn retire(&mut self, mki: Mki) -> bool {
+        self.mtks.remove(&mki);
+        self.announced.remove(&mki);
+        self.commands
+            .send(SenderCommand::RetireKeyObject { mki })
+            .is_ok()
+    }
+
+    fn revoke_all(&mut self, reason: String) -> bool {
+        self.active.send_replace(None);
+        self.mtks.clear();
+        self.announced.clear();
+        self.state.send_replace(SessionState::Halted { reason });
+        self.commands.send(SenderCommand::RevokeAll).is_ok()
+    }
+}
+
+struct ProtectWorker {
+    name: String,
+    method: crate::protocol::dcf::EncryptionMethod,
+    max_size: u64,
+    spool_dir: PathBuf,
+    keys: watch::Receiver<Option<Arc<ProtectionKey>>>,
+    state: watch::Receiver<SessionState>,
+    commands: SyncSender<SenderCommand>,
+    stats: Arc<DownloadStats>,
+    next_spool: u64,
+}
+
+impl ProtectWorker {
+    fn run(mut self, mut queue: mpsc::Receiver<IngestedObject>) {
+        while let Some(object) = queue.blocking_recv() {
+            self.stats.objects_in.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.protect(&object);
+            if object.spooled {
+                let _ = std::fs::remove_file(&object.path);
+            }
+            match outcome {
+                Ok(protected) => {
+                    self.stats.objects_protected.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .bytes_in
+                        .fetch_add(protected.plaintext_len, Ordering::Relaxed);
+                    tracing::info!(session = %self.name, object = %protected.content_location, bytes = protected.plaintext_len, "object protected");
+                    if self
+                        .commands
+                        .send(SenderCommand::AddObject(protected))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err((reason, message)) => {
+                    self.stats.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(session = %self.name, object = %object.content_location, reason = reason.as_str(), error = %message, "object not sent");
+                }
+            }
+        }
+    }
+
+    /// The key to protect with: waits while the session is still starting
+    /// (the first MTK is on its way); none once it has halted (fail closed).
+    fn key(&mut self) -> Option<Arc<ProtectionKey>> {
+        loop {
+            if let Some(key) = self.keys.borrow().clone() {
+                return Some(key);
+            }
+            if !matches!(*self.state.borrow(), SessionState::Starting) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn protect(
+        &mut self,
+        object: &IngestedObject,
+    ) -> Result<super::protect::ProtectedObject, (ObjectReject, String)> {
+        let Some(key) = self.key() else {
+            let why = match &*self.state.borrow() {
+                SessionState::Halted { reason } => reason.clone(),
+                _ => "no MTK".to_owned(),
+            };
+            return Err((ObjectReject::NoKey, format!("no valid key: {why}")));
+        };
+        self.next_spool += 1;
+        let spool_path = self.spool_dir.join(format!("{}.dcf", self.next_spool));
+        let content_type = object
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
+        protect_file(
+            ProtectRequest {
+                source: &object.path,
+                content_location: &object.content_location,
+                content_type,
+                method: self.method,
+                max_size: self.max_size,
+                spool_path,
+            },
+            &key,
+        )
+        .map_err(|e| (ObjectReject::of(&e), e.to_string()))
+    }
+}
