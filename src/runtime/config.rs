@@ -4,6 +4,7 @@
 
 use super::admin::AdminConfig;
 use super::bmsc::MskClientConfig;
+use super::download::DownloadSession;
 use super::units;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
@@ -32,6 +33,8 @@ pub struct GatewayConfig {
     pub admin: AdminConfig,
     #[serde(default)]
     pub streaming: Vec<StreamingSession>,
+    #[serde(default)]
+    pub download: Vec<DownloadSession>,
 }
 
 /// One streaming session: RTP flows in, SRTP to one multicast destination,
@@ -158,7 +161,12 @@ impl GatewayConfig {
     pub fn parse(text: &str) -> Result<Self> {
         let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.bmsc.client_id = config.instance_id.clone();
-        config.bmsc.key_groups = config.streaming.iter().map(|s| s.key_group).collect();
+        config.bmsc.key_groups = config
+            .streaming
+            .iter()
+            .map(|s| s.key_group)
+            .chain(config.download.iter().map(|d| d.key_group))
+            .collect();
         config.validate()?;
         Ok(config)
     }
@@ -245,9 +253,26 @@ impl GatewayConfig {
                 }
             }
         }
-        self.bmsc
-            .validate()
-            .map_err(|e| anyhow::anyhow!("bmsc: {e}"))?;
+        for (i, d) in self.download.iter().enumerate() {
+            let at = format!("download[{i}] ({})", d.name);
+            d.validate(&at)?;
+            ensure!(
+                names.insert(d.name.as_str()),
+                "{at}.name: duplicate session name"
+            );
+            if let Some(other) = groups.insert(d.key_group, &d.name) {
+                bail!(
+                    "{at}.key_group: {} is also used by session `{other}`; MTK IDs under one MSK must rise across everything a UE receives, so each Key Group belongs to one session",
+                    d.key_group
+                );
+            }
+            ensure!(
+                egress.insert((d.destination, d.port)),
+                "{at}: duplicate destination {}:{}",
+                d.destination,
+                d.port
+            );
+        }
         self.bmsc
             .validate()
             .map_err(|e| anyhow::anyhow!("bmsc: {e}"))?;

@@ -4,9 +4,10 @@
 
 use super::bmsc::MskClient;
 use super::config::{GatewayConfig, StreamingSession};
+use super::download::{self, DownloadHandle, DownloadSession};
 use super::egress::Egress;
 use super::journal::KeyJournal;
-use super::streaming::{self, StreamingHandle};
+use super::streaming::{self, SessionContext, StreamingHandle};
 use super::udp::{EgressOptions, egress_socket};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -36,12 +37,23 @@ impl EgressKey {
             dscp: s.dscp,
         }
     }
+
+    fn of_download(d: &DownloadSession) -> Self {
+        Self {
+            ipv6: d.destination.is_ipv6(),
+            interface: d.interface,
+            interface_index: d.interface_index,
+            ttl: d.ttl,
+            dscp: d.dscp,
+        }
+    }
 }
 
 /// A running gateway.
 pub struct Gateway {
     pub client: Arc<MskClient>,
     pub streaming: Vec<StreamingHandle>,
+    pub download: Vec<DownloadHandle>,
     egress: HashMap<EgressKey, Egress>,
     egress_threads: Vec<JoinHandle<()>>,
 }
@@ -56,8 +68,17 @@ impl Gateway {
         let client = Arc::new(MskClient::start(config.bmsc.clone()).context("BM-SC client")?);
         let mut egress: HashMap<EgressKey, Egress> = HashMap::new();
         let mut egress_threads = Vec::new();
-        for s in &config.streaming {
-            let key = EgressKey::of(s);
+        let keys = config
+            .streaming
+            .iter()
+            .map(|s| (EgressKey::of(s), &s.name))
+            .chain(
+                config
+                    .download
+                    .iter()
+                    .map(|d| (EgressKey::of_download(d), &d.name)),
+            );
+        for (key, name) in keys {
             if egress.contains_key(&key) {
                 continue;
             }
@@ -70,7 +91,7 @@ impl Gateway {
                     dscp: key.dscp,
                 },
             )
-            .with_context(|| format!("egress socket of session {}", s.name))?;
+            .with_context(|| format!("egress socket of session {name}"))?;
             let (e, thread) = Egress::spawn(&format!("{}", egress.len()), socket, EGRESS_QUEUE)?;
             egress.insert(key, e);
             egress_threads.push(thread);
@@ -79,13 +100,32 @@ impl Gateway {
             &config.streaming,
             config.bmsc.key_domain_id,
             &client,
-            journal,
+            journal.clone(),
             config.lease_block,
             |s| Ok(egress[&EgressKey::of(s)].clone()),
         )?;
+        let download = config
+            .download
+            .iter()
+            .map(|d| {
+                download::start(
+                    d,
+                    SessionContext {
+                        key_domain_id: config.bmsc.key_domain_id,
+                        msks: client.msks(),
+                        leases: client.clone(),
+                        journal: journal.clone(),
+                        lease_block: config.lease_block,
+                        egress: egress[&EgressKey::of_download(d)].clone(),
+                    },
+                    &config.state_dir.join("spool").join(&d.name),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             client,
             streaming,
+            download,
             egress,
             egress_threads,
         })
@@ -107,6 +147,9 @@ impl Gateway {
     pub async fn stop(self) {
         for s in self.streaming {
             s.stop().await;
+        }
+        for d in self.download {
+            d.stop().await;
         }
         drop(self.egress);
         let threads = self.egress_threads;

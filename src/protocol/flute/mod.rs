@@ -17,6 +17,7 @@ pub mod lct;
 pub mod object_sender;
 pub mod oti;
 pub mod partition;
+pub mod receiver;
 pub mod toi;
 
 use thiserror::Error;

@@ -142,6 +142,10 @@ pub struct CarouselSettings {
     /// FDT `Expires` = now + this; more than twice `fdt_interval`.
     #[serde(default = "default_fdt_lifetime", deserialize_with = "units::duration")]
     pub fdt_lifetime: Duration,
+    /// Times each FDT Instance is sent in a row: on a lossy path an object
+    /// sent once with FEC is only usable if its FDT entry arrives.
+    #[serde(default = "default_fdt_copies")]
+    pub fdt_copies: u32,
     /// Transmissions of each object (a repeat recovers loss with any FEC).
     #[serde(default = "default_repetitions")]
     pub repetitions: u32,
@@ -159,6 +163,7 @@ impl Default for CarouselSettings {
         Self {
             fdt_interval: default_fdt_interval(),
             fdt_lifetime: default_fdt_lifetime(),
+            fdt_copies: default_fdt_copies(),
             repetitions: default_repetitions(),
             object_lifetime: None,
             max_toi: default_max_toi(),
@@ -204,6 +209,9 @@ fn default_fdt_interval() -> Duration {
 }
 fn default_fdt_lifetime() -> Duration {
     Duration::from_secs(60)
+}
+fn default_fdt_copies() -> u32 {
+    2
 }
 fn default_repetitions() -> u32 {
     3

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Plaintext read per step.
@@ -25,6 +26,10 @@ pub struct ProtectionKey {
     pub key: MtkKey,
     /// Content-Location of the MIKEY object carrying this MTK.
     pub key_uri: String,
+    /// That MIKEY MTK message.
+    pub message: Arc<[u8]>,
+    /// Revocation epoch: objects of an older epoch are never sent.
+    pub epoch: u64,
 }
 
 impl std::fmt::Debug for ProtectionKey {
@@ -46,8 +51,10 @@ pub struct ProtectedObject {
     pub transfer_length: u64,
     /// MD5 of the DCF bytes.
     pub content_md5: [u8; 16],
-    /// Content-Location of the MIKEY object with the MTK.
+    /// Content-Location of the MIKEY object with the MTK, and its message.
     pub key_uri: String,
+    pub key_message: Arc<[u8]>,
+    pub epoch: u64,
     pub mki: Mki,
     /// Bytes of the source.
     pub plaintext_len: u64,
@@ -209,6 +216,8 @@ fn write_dcf(
         transfer_length,
         content_md5: md5.finalize().into(),
         key_uri: key.key_uri.clone(),
+        key_message: key.message.clone(),
+        epoch: key.epoch,
         mki: key.mki,
         plaintext_len: size,
     })

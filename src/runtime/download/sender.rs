@@ -12,7 +12,6 @@ use crate::protocol::flute::fdt::{FdtFecOti, FdtInstance, FdtTemplate};
 use crate::protocol::flute::fec::{FecObjectSender, FecScheme};
 use crate::protocol::flute::lct;
 use crate::protocol::flute::object_sender::{ObjectKind, ObjectSenderConfig};
-use crate::protocol::keys::Mki;
 use crate::protocol::pacer::Pacer;
 use crate::protocol::profile;
 use crate::runtime::egress::{Batcher, Egress, EgressKind};
@@ -30,15 +29,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Work for the sender thread, in the order it must happen.
 #[derive(Debug)]
 pub enum SenderCommand {
-    /// The MIKEY MTK message of an MTK about to be used; carouselled until
-    /// the MTK is retired and no object it protects is left.
-    AddKeyObject { mki: Mki, message: Vec<u8> },
-    /// The MTK protects nothing new from now on.
-    RetireKeyObject { mki: Mki },
-    /// A protected object to carousel.
+    /// A protected object to carousel. The MIKEY object of its MTK joins
+    /// the carousel with the first object the MTK protects, and stays while
+    /// any such object does.
     AddObject(ProtectedObject),
-    /// The MSK is gone: every object leaves the carousel at once.
-    RevokeAll,
+    /// The MSK is gone: every object leaves the carousel at once, and
+    /// objects protected before this epoch are dropped on arrival.
+    RevokeAll { epoch: u64 },
 }
 
 /// Counters of one download session's sender.
@@ -74,6 +71,8 @@ pub struct SenderConfig {
     pub max_source_block_length: u32,
     pub lifetime: ObjectLifetimeSetting,
     pub bitrate: u64,
+    /// Times each FDT Instance is sent back to back.
+    pub fdt_copies: u32,
 }
 
 /// How long each object stays in the carousel.
@@ -160,7 +159,10 @@ pub struct FluteSender {
     carousel: Carousel,
     template: FdtTemplate,
     entries: HashMap<u128, Entry>,
-    key_objects: HashMap<Mki, u128>,
+    /// MIKEY objects in the carousel, by Content-Location.
+    key_objects: HashMap<String, u128>,
+    /// Objects protected before this revocation epoch are not sent.
+    epoch: u64,
     /// The object being sent, if a transmission is under way.
     current: Option<u128>,
     /// The last rendered FDT, by instance ID.
@@ -193,6 +195,7 @@ impl FluteSender {
             template,
             entries: HashMap::new(),
             key_objects: HashMap::new(),
+            epoch: 0,
             current: None,
             fdt: None,
             pacer,
@@ -279,31 +282,9 @@ impl FluteSender {
 
     fn apply(&mut self, command: SenderCommand) {
         match command {
-            SenderCommand::AddKeyObject { mki, message } => {
-                let object = CarouselObject {
-                    content_location: profile::flute::mikey_content_location(mki),
-                    content_type: Some(profile::flute::MIKEY_CONTENT_TYPE.to_owned()),
-                    transfer_length: message.len() as u64,
-                    content_length: Some(message.len() as u64),
-                    content_md5: Some(md5_of(&message)),
-                    fec_oti: None,
-                    decryption_key_uri: None,
-                    is_mikey: true,
-                    lifetime: ObjectLifetime::UntilRemoved,
-                };
-                if let Some(toi) =
-                    self.add(object, Content::Memory(message), FecScheme::CompactNoCode)
-                {
-                    self.key_objects.insert(mki, toi);
-                    self.stats
-                        .mikey_objects_added
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            SenderCommand::RetireKeyObject { mki } => {
-                if let Some(toi) = self.key_objects.remove(&mki) {
-                    let _ = self.carousel.remove(toi);
-                }
+            SenderCommand::AddObject(object) if object.epoch < self.epoch => {
+                let _ = std::fs::remove_file(&object.spool_path);
+                self.stats.objects_revoked.fetch_add(1, Ordering::Relaxed);
             }
             SenderCommand::AddObject(object) => {
                 let content = match File::open(&object.spool_path) {
@@ -334,11 +315,18 @@ impl FluteSender {
                     is_mikey: false,
                     lifetime,
                 };
+                let key_toi = self.key_object(&object.key_uri, &object.key_message);
                 if self.add(entry, content, self.config.fec).is_some() {
                     self.stats.objects_added.fetch_add(1, Ordering::Relaxed);
                 }
+                // From now on the MIKEY object stays exactly as long as an
+                // object it protects is in the carousel.
+                if let Some(toi) = key_toi {
+                    let _ = self.carousel.remove(toi);
+                }
             }
-            SenderCommand::RevokeAll => {
+            SenderCommand::RevokeAll { epoch } => {
+                self.epoch = self.epoch.max(epoch);
                 let tois: Vec<u128> = self.carousel.tois().collect();
                 let mut revoked = 0;
                 for toi in tois {
@@ -394,6 +382,33 @@ impl FluteSender {
             }
         };
         self.entries.insert(toi, Entry { content, packets });
+        Some(toi)
+    }
+
+    /// Puts the MIKEY object named `key_uri` into the carousel unless it is
+    /// there; returns its TOI when it was added now. The carousel sends it
+    /// before the first transmission of any object it protects.
+    fn key_object(&mut self, key_uri: &str, message: &[u8]) -> Option<u128> {
+        if self.key_objects.contains_key(key_uri) {
+            return None;
+        }
+        let message = message.to_vec();
+        let object = CarouselObject {
+            content_location: key_uri.to_owned(),
+            content_type: Some(profile::flute::MIKEY_CONTENT_TYPE.to_owned()),
+            transfer_length: message.len() as u64,
+            content_length: Some(message.len() as u64),
+            content_md5: Some(md5_of(&message)),
+            fec_oti: None,
+            decryption_key_uri: None,
+            is_mikey: true,
+            lifetime: ObjectLifetime::UntilRemoved,
+        };
+        let toi = self.add(object, Content::Memory(message), FecScheme::CompactNoCode)?;
+        self.key_objects.insert(key_uri.to_owned(), toi);
+        self.stats
+            .mikey_objects_added
+            .fetch_add(1, Ordering::Relaxed);
         Some(toi)
     }
 
@@ -498,7 +513,19 @@ impl FluteSender {
         );
         match FecObjectSender::new(&config, FecScheme::CompactNoCode) {
             Ok(mut packets) => {
-                while let Some(Ok(n)) = packets.next_packet(&xml, &mut self.packet) {
+                // Each copy is the whole instance again: a receiver that lost
+                // a packet of one copy completes the instance from another.
+                let copies = u64::from(self.config.fdt_copies.max(1));
+                let total = packets.packet_count() * copies;
+                let mut sent = 0;
+                while sent < total {
+                    if packets.is_complete() {
+                        packets.rewind();
+                    }
+                    let Some(Ok(n)) = packets.next_packet(&xml, &mut self.packet) else {
+                        break;
+                    };
+                    sent += 1;
                     if !pace(
                         &mut self.pacer,
                         &self.stop,
@@ -553,6 +580,7 @@ impl FluteSender {
     }
 
     fn forget(&mut self, toi: u128) {
+        self.key_objects.retain(|_, t| *t != toi);
         if let Some(entry) = self.entries.remove(&toi) {
             remove_spool(&entry.content);
             if matches!(entry.content, Content::Spool { .. }) {

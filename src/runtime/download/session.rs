@@ -26,7 +26,7 @@ use crate::runtime::key_task::{KeyEvents, KeyTask, SessionState};
 use crate::runtime::mtk_keys::{LeaseSource, MtkKeys};
 use crate::runtime::streaming::SessionContext;
 use anyhow::{Context, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -213,6 +213,7 @@ pub fn start<L: LeaseSource + 'static>(
             max_source_block_length: session.fec.max_source_block_length,
             lifetime,
             bitrate: session.bitrate,
+            fdt_copies: session.carousel.fdt_copies,
         },
         carousel,
         template,
@@ -255,7 +256,8 @@ pub fn start<L: LeaseSource + 'static>(
         events: DownloadKeyEvents {
             key_domain_id: ctx.key_domain_id,
             mtks: HashMap::new(),
-            announced: HashSet::new(),
+            messages: HashMap::new(),
+            epoch: 0,
             commands,
             active: key_tx,
             state: Arc::new(state_tx.clone()),
@@ -284,9 +286,11 @@ struct DownloadKeyEvents {
     key_domain_id: KeyDomainId,
     /// MTKs drawn and not yet retired.
     mtks: HashMap<Mki, Mtk>,
-    /// MTKs whose MIKEY object is in the carousel. Re-sends are the
-    /// carousel's: the object stays on air while it is needed.
-    announced: HashSet<Mki>,
+    /// The first MIKEY message of each MTK; it travels with the objects the
+    /// MTK protects. Re-sends are the carousel's.
+    messages: HashMap<Mki, Arc<[u8]>>,
+    /// Bumped by every revocation.
+    epoch: u64,
     commands: SyncSender<SenderCommand>,
     active: watch::Sender<Option<Arc<ProtectionKey>>>,
     state: Arc<watch::Sender<SessionState>>,
@@ -300,17 +304,17 @@ impl KeyEvents for DownloadKeyEvents {
     }
 
     fn announce(&mut self, mki: Mki, message: &[u8]) -> bool {
-        if !self.announced.insert(mki) {
-            return true;
-        }
-        let message = message.to_vec();
-        self.commands
-            .send(SenderCommand::AddKeyObject { mki, message })
-            .is_ok()
+        self.messages.entry(mki).or_insert_with(|| message.into());
+        true
     }
 
     fn activate(&mut self, mki: Mki) -> bool {
-        let Some(mtk) = self.mtks.get(&mki) else {
+        let (Some(mtk), Some(message)) = (self.mtks.get(&mki), self.messages.get(&mki)) else {
+            tracing::error!(
+                msk_id = mki.msk_id.0,
+                mtk_id = mki.mtk_id.0,
+                "MTK or its MIKEY message missing at the switch; new objects stay under the previous MTK"
+            );
             return true;
         };
         self.active.send_replace(Some(Arc::new(ProtectionKey {
@@ -322,6 +326,8 @@ impl KeyEvents for DownloadKeyEvents {
             },
             key: mtk.key.clone(),
             key_uri: profile::flute::mikey_content_location(mki),
+            message: message.clone(),
+            epoch: self.epoch,
         })));
         self.state.send_replace(SessionState::OnAir { mki });
         self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
@@ -330,18 +336,19 @@ impl KeyEvents for DownloadKeyEvents {
 
     fn retire(&mut self, mki: Mki) -> bool {
         self.mtks.remove(&mki);
-        self.announced.remove(&mki);
-        self.commands
-            .send(SenderCommand::RetireKeyObject { mki })
-            .is_ok()
+        self.messages.remove(&mki);
+        true
     }
 
     fn revoke_all(&mut self, reason: String) -> bool {
+        self.epoch += 1;
         self.active.send_replace(None);
         self.mtks.clear();
-        self.announced.clear();
+        self.messages.clear();
         self.state.send_replace(SessionState::Halted { reason });
-        self.commands.send(SenderCommand::RevokeAll).is_ok()
+        self.commands
+            .send(SenderCommand::RevokeAll { epoch: self.epoch })
+            .is_ok()
     }
 }
 

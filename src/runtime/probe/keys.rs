@@ -75,6 +75,15 @@ impl MikeyReceiver {
         }
     }
 
+    /// True when the store holds the MSK an MTK message names, so a message
+    /// that came before its MSK can be opened now.
+    pub(super) fn holds_msk_for(&self, message: &[u8]) -> bool {
+        match peek_message(message) {
+            Ok(PeekedMessage::Mtk(ids)) => self.store.with(ids.msk_id, |_| ()).is_some(),
+            _ => false,
+        }
+    }
+
     /// Processes one datagram from the MIKEY port.
     pub(super) fn receive(&mut self, bytes: &[u8]) -> Option<AcceptedMtk> {
         self.stats.received += 1;

@@ -8,9 +8,15 @@
 //! one state behind a mutex (the rates a probe sees make that cheap), so
 //! [`ProbeHandle::snapshot`] gives a live report while the probe runs.
 
+mod download;
 mod keys;
 mod report;
 mod streaming;
+
+pub use download::{
+    DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectOutcome, ObjectStatus,
+    start_download_probe,
+};
 
 pub use keys::ProbeKeySource;
 pub use report::{MikeyStats, ProbeExpect, ProbeReport, SrtpStats, StreamStats};
@@ -174,7 +180,7 @@ pub fn start_streaming_probe(config: StreamingProbeConfig) -> Result<ProbeHandle
         !config.ports.is_empty(),
         "the probe needs at least one SRTP port"
     );
-    let (store, bmsc) = key_store(&config)?;
+    let (store, bmsc) = key_store(&config.key_source, config.key_domain_id)?;
     let srtp = SrtpSide::new(
         &config.ports,
         config.unknown_mki_hold,
@@ -227,19 +233,22 @@ pub async fn run_streaming_probe(
     Ok(tokio::task::spawn_blocking(move || handle.stop()).await?)
 }
 
-fn key_store(config: &StreamingProbeConfig) -> Result<(MskStore, Option<BmscWatch>)> {
-    match &config.key_source {
+fn key_store(
+    key_source: &ProbeKeySource,
+    key_domain_id: KeyDomainId,
+) -> Result<(MskStore, Option<BmscWatch>)> {
+    match key_source {
         ProbeKeySource::Static(records) => Ok((MskStore::fixed(records.clone()), None)),
         ProbeKeySource::KeyFile { path, key_groups } => {
             let scope = MskScope {
-                key_domain_id: config.key_domain_id,
+                key_domain_id,
                 key_groups: key_groups.iter().copied().collect(),
             };
             Ok((MskStore::fixed(load_key_file(path, &scope)?), None))
         }
         ProbeKeySource::Bmsc(client_config) => {
             anyhow::ensure!(
-                client_config.key_domain_id == config.key_domain_id,
+                client_config.key_domain_id == key_domain_id,
                 "the BM-SC client's Key Domain ID differs from the probe's"
             );
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,337 @@
+//! The download path end to end on loopback: a reference BM-SC over real
+//! gRPC, the gateway's download session (DCF protection, FLUTE carousel,
+//! pacing) on a real multicast socket, and the download probe (or the `flute`
+//! crate's receiver) on the group.
+
+mod common;
+
+use common::gateway::*;
+use mbms_gateway::runtime::bmsc::{MskClientConfig, RunningBmsc};
+use mbms_gateway::runtime::config::GatewayConfig;
+use mbms_gateway::runtime::download::ingest::{IngestedObject, ObjectOrigin};
+use mbms_gateway::runtime::download::{DownloadHandle, ObjectReject};
+use mbms_gateway::runtime::gateway::Gateway;
+use mbms_gateway::runtime::probe::{
+    DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectStatus, ProbeKeySource,
+    start_download_probe,
+};
+use mbms_gateway::runtime::streaming::SessionState;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+struct Running {
+    dir: PathBuf,
+    bmsc: RunningBmsc,
+    gateway: Gateway,
+    group: Ipv4Addr,
+    port: u16,
+}
+
+/// Session settings that differ between tests, as TOML lines of `[[download]]`.
+async fn start(name: &str, group: Ipv4Addr, session: &str) -> Running {
+    let dir = temp_dir(name);
+    let bmsc = start_bmsc(&bmsc_config(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir.join("bmsc"),
+        3600,
+        7200,
+    ))
+    .await;
+    let port = free_udp_port();
+    let toml = format!(
+        r#"
+state_dir = "{state}"
+instance_id = "gw-download"
+lease_block = 4
+[bmsc]
+endpoint = "http://{bmsc}"
+key_domain_id = "09f107"
+backoff_initial_ms = 100
+backoff_max_ms = 300
+[[download]]
+name = "files"
+key_group = {key_group}
+destination = "{group}"
+port = {port}
+tsi = 7
+interface = "127.0.0.1"
+ttl = 0
+{session}
+"#,
+        state = dir.join("gw").display(),
+        bmsc = bmsc.local_addr,
+        key_group = KEY_GROUP,
+    );
+    let config = GatewayConfig::parse(&toml).unwrap();
+    let gateway = Gateway::start(&config).unwrap();
+    let state = gateway.download[0].state.clone();
+    wait_for("the session to go on air", Duration::from_secs(10), || {
+        matches!(*state.borrow(), SessionState::OnAir { .. })
+    })
+    .await;
+    Running {
+        dir,
+        bmsc,
+        gateway,
+        group,
+        port,
+    }
+}
+
+impl Running {
+    fn session(&self) -> &DownloadHandle {
+        &self.gateway.download[0]
+    }
+
+    fn probe(&self, loss: f64) -> DownloadProbeHandle {
+        let mut client = MskClientConfig::new(
+            format!("http://{}", self.bmsc.local_addr),
+            KEY_DOMAIN,
+            vec![KEY_GROUP],
+            "probe",
+        );
+        client.backoff_initial_ms = 20;
+        let mut config = DownloadProbeConfig::new(
+            self.group.into(),
+            self.port,
+            KEY_DOMAIN,
+            ProbeKeySource::Bmsc(client),
+        );
+        config.interface = Some(Ipv4Addr::LOCALHOST.into());
+        config.tsi = Some(7);
+        config.output_dir = Some(self.dir.join("received"));
+        config.simulated_loss = loss;
+        start_download_probe(config).unwrap()
+    }
+
+    /// Writes a source file and hands it to the session.
+    async fn send(&self, location: &str, data: &[u8]) -> PathBuf {
+        let path = self.dir.join("sources").join(location);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        self.send_path(location, &path).await;
+        path
+    }
+
+    async fn send_path(&self, location: &str, path: &Path) {
+        self.session()
+            .queue()
+            .send(IngestedObject {
+                content_location: location.to_owned(),
+                content_type: Some("application/octet-stream".into()),
+                path: path.to_owned(),
+                origin: ObjectOrigin::Push,
+                spooled: false,
+            })
+            .await
+            .unwrap();
+    }
+
+    fn received(&self, location: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join("received").join(location)).unwrap()
+    }
+}
+
+/// Deterministic bytes that differ per object.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn wait_complete(
+    probe: &DownloadProbeHandle,
+    objects: usize,
+    timeout: Duration,
+) -> DownloadReport {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let report = probe.snapshot();
+        if report.count(ObjectStatus::Complete) >= objects {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {objects} objects at the probe: {}",
+            report.to_json()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_all_complete(report: &DownloadReport, locations: &[&str]) {
+    for location in locations {
+        let outcome = report
+            .objects
+            .get(*location)
+            .unwrap_or_else(|| panic!("{location} never seen: {}", report.to_json()));
+        assert_eq!(
+            outcome.status,
+            ObjectStatus::Complete,
+            "{location}: {}",
+            report.to_json()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_every_size_arrive_byte_identical_across_an_mtk_switch() {
+    let run = start(
+        "download-sizes",
+        Ipv4Addr::new(239, 255, 40, 1),
+        r#"bitrate = "400Mbit"
+mtk = { period = "2s", lead = "500ms", resend = "500ms", retire_after = "500ms" }
+carousel = { repetitions = 2 }"#,
+    )
+    .await;
+    let probe = run.probe(0.0);
+    let symbol = 1428 - 44; // one symbol of DCF payload at the default packet size
+    let first = run.session().state.borrow().clone();
+    let mut sent = Vec::new();
+    for (location, len) in [("empty.bin", 0), ("one.bin", 1), ("symbol.bin", symbol)] {
+        let data = content(len, len as u64);
+        run.send(location, &data).await;
+        sent.push((location, data));
+    }
+    // The large objects go under the next MTK.
+    let state = run.session().state.clone();
+    wait_for("an MTK switch", Duration::from_secs(10), || {
+        *state.borrow() != first
+    })
+    .await;
+    for (location, len) in [
+        ("big/ten.bin", 10_000_000),
+        ("big/two-hundred.bin", 200_000_000),
+    ] {
+        let data = content(len, len as u64);
+        run.send(location, &data).await;
+        sent.push((location, data));
+    }
+    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
+    let report = wait_complete(&probe, sent.len(), Duration::from_secs(120)).await;
+    drop(report);
+    let report = probe.stop();
+    assert_all_complete(&report, &locations);
+    for (location, data) in &sent {
+        assert!(
+            run.received(location) == *data,
+            "{location}: content differs"
+        );
+    }
+    assert!(report.mikey_objects >= 2, "{}", report.to_json());
+    assert_eq!(report.mikey.bad_mac + report.mikey.malformed, 0);
+    let stats = &run.session().stats;
+    assert_eq!(stats.objects_protected.load(Ordering::Relaxed), 5);
+    assert!(stats.mtk_rotations.load(Ordering::Relaxed) >= 2);
+    run.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_objects_are_refused_by_reason_and_the_rest_go_out() {
+    let run = start(
+        "download-bad",
+        Ipv4Addr::new(239, 255, 40, 2),
+        r#"bitrate = "50Mbit"
+max_object_size = "1MiB"
+carousel = { repetitions = 2 }"#,
+    )
+    .await;
+    let probe = run.probe(0.0);
+    run.send("before.bin", &content(5000, 1)).await;
+    run.send_path("missing.bin", &run.dir.join("no-such-file"))
+        .await;
+    run.send_path("a-directory", &run.dir).await;
+    run.send("huge.bin", &content(2 << 20, 2)).await;
+    run.send("after.bin", &content(7000, 3)).await;
+    let report = wait_complete(&probe, 2, Duration::from_secs(20)).await;
+    assert_all_complete(&report, &["before.bin", "after.bin"]);
+    let stats = &run.session().stats;
+    wait_for("every object handled", Duration::from_secs(5), || {
+        stats.objects_in.load(Ordering::Relaxed) == 5
+    })
+    .await;
+    assert_eq!(stats.rejected(ObjectReject::Unreadable), 2);
+    assert_eq!(stats.rejected(ObjectReject::TooLarge), 1);
+    assert_eq!(stats.objects_protected.load(Ordering::Relaxed), 2);
+    for refused in ["missing.bin", "a-directory", "huge.bin"] {
+        assert!(!report.objects.contains_key(refused), "{refused} was sent");
+    }
+    drop(probe);
+    run.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_code_recovers_10_percent_loss_through_repetition() {
+    let run = start(
+        "download-nocode-loss",
+        Ipv4Addr::new(239, 255, 40, 4),
+        r#"bitrate = "100Mbit"
+carousel = { repetitions = 12 }"#,
+    )
+    .await;
+    let probe = run.probe(0.10);
+    let mut sent = Vec::new();
+    for i in 0..4u64 {
+        let location = format!("seg-{i}.m4s");
+        let data = content(60_000 + 10_000 * i as usize, i + 20);
+        run.send(&location, &data).await;
+        sent.push((location, data));
+    }
+    let locations: Vec<&str> = sent.iter().map(|(l, _)| l.as_str()).collect();
+    let report = wait_complete(&probe, sent.len(), Duration::from_secs(30)).await;
+    assert_all_complete(&report, &locations);
+    for (location, data) in &sent {
+        assert!(
+            run.received(location) == *data,
+            "{location}: content differs"
+        );
+    }
+    drop(probe);
+    run.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_joining_mid_carousel_receives_every_object() {
+    let run = start(
+        "download-late-join",
+        Ipv4Addr::new(239, 255, 40, 5),
+        r#"bitrate = "20Mbit"
+carousel = { repetitions = 1000, fdt_interval = "200ms", fdt_lifetime = "10s" }"#,
+    )
+    .await;
+    let sent = [
+        ("live/manifest.mpd", content(2_000, 31)),
+        ("live/init.mp4", content(900, 32)),
+        ("live/seg-1.m4s", content(300_000, 33)),
+        ("live/seg-2.m4s", content(250_000, 34)),
+    ];
+    for (location, data) in &sent {
+        run.send(location, data).await;
+    }
+    // Several passes are over before the probe joins.
+    let stats = run.session().sender_stats.clone();
+    wait_for("a few carousel passes", Duration::from_secs(20), || {
+        stats.object_transmissions.load(Ordering::Relaxed) > 3 * (sent.len() as u64 + 1)
+    })
+    .await;
+    let probe = run.probe(0.0);
+    let report = wait_complete(&probe, sent.len(), Duration::from_secs(20)).await;
+    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
+    assert_all_complete(&report, &locations);
+    for (location, data) in &sent {
+        assert!(
+            run.received(location) == *data,
+            "{location}: content differs"
+        );
+    }
+    drop(probe);
+    run.gateway.stop().await;
+}
