@@ -269,6 +269,49 @@ carousel = { repetitions = 2 }"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raptorq_at_25_percent_overhead_delivers_through_10_percent_loss() {
+    let run = start(
+        "download-raptorq-loss",
+        Ipv4Addr::new(239, 255, 40, 3),
+        r#"bitrate = "100Mbit"
+fec = { scheme = "raptorq", repair_overhead = 0.25, max_source_block_length = 64 }
+carousel = { repetitions = 1, fdt_copies = 8 }"#,
+    )
+    .await;
+    let probe = run.probe(0.10);
+    let mut sent = Vec::new();
+    for i in 0..6u64 {
+        let location = format!("obj-{i}.bin");
+        let data = content(100_000 + 37_000 * i as usize, i + 10);
+        run.send(&location, &data).await;
+        sent.push((location, data));
+    }
+    let locations: Vec<&str> = sent.iter().map(|(l, _)| l.as_str()).collect();
+    let report = wait_complete(&probe, sent.len(), Duration::from_secs(30)).await;
+    assert_all_complete(&report, &locations);
+    assert!(report.packets_dropped_by_loss > 0);
+    // Each object went out once: FEC alone repaired the loss.
+    let transmissions = run
+        .session()
+        .sender_stats
+        .object_transmissions
+        .load(Ordering::Relaxed);
+    assert_eq!(
+        transmissions,
+        sent.len() as u64 + 1,
+        "objects and one MIKEY object, once each"
+    );
+    for (location, data) in &sent {
+        assert!(
+            run.received(location) == *data,
+            "{location}: content differs"
+        );
+    }
+    drop(probe);
+    run.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_code_recovers_10_percent_loss_through_repetition() {
     let run = start(
         "download-nocode-loss",

@@ -204,6 +204,8 @@ pub struct Carousel {
     last_poll: Instant,
     /// Earliest `Until` not yet reached: no scan for ended lifetimes before.
     next_until: Option<Instant>,
+    /// The object whose last transmission was handed out by `poll`.
+    last_transmission: Option<PassKey>,
 }
 
 impl Carousel {
@@ -243,6 +245,7 @@ impl Carousel {
             close: CloseState::Open,
             last_poll: now,
             next_until: None,
+            last_transmission: None,
         })
     }
 
@@ -368,6 +371,7 @@ impl Carousel {
     /// for `Expires`. Call until it returns `None`.
     pub fn poll(&mut self, now: Instant, now_ntp: u32) -> Option<CarouselAction<'_>> {
         self.last_poll = self.last_poll.max(now);
+        self.retire_last_transmission();
         self.end_lifetimes(now);
         if let Some(toi) = self.forgotten.pop_front() {
             // Only now may the TOI name another object: the caller knows
@@ -502,9 +506,22 @@ impl Carousel {
         if let Some(left) = entry.repetitions_left.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 {
-                entry.lifetime_over = true;
-                self.retire(key);
+                // Retired at the next `poll`, once the caller has sent this
+                // transmission: until then FDTs (`poll_fdt`) still list it,
+                // so a receiver completing it can name it.
+                self.last_transmission = Some(key);
             }
+        }
+    }
+
+    /// Ends the lifetime of the object whose last transmission the caller
+    /// has finished.
+    fn retire_last_transmission(&mut self) {
+        if let Some(key) = self.last_transmission.take()
+            && let Some(entry) = self.objects.get_mut(&key)
+        {
+            entry.lifetime_over = true;
+            self.retire(key);
         }
     }
 

@@ -198,6 +198,7 @@ impl FluteReceiver {
         decoder
             .push_packet(&packet)
             .map_err(|source| ReceiveError::Fec { toi, source })?;
+
         if !decoder.is_complete() {
             return Ok(());
         }
