@@ -6,6 +6,7 @@ pub mod admin;
 pub mod bmsc;
 pub mod config;
 pub mod demo;
+pub mod download;
 pub mod durable;
 pub mod egress;
 pub mod encoder;

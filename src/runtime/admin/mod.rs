@@ -153,7 +153,7 @@ async fn serve_connection(
 
 fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(token) = &state.token
-        && !authorized(request, token)
+        && !bearer_authorized(request.headers(), token)
     {
         let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         response
@@ -193,8 +193,8 @@ fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> 
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive, RFC 7235 §2.1),
 /// compared in constant time.
-fn authorized(request: &Request<Incoming>, token: &str) -> bool {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+pub(crate) fn bearer_authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return false;
     };
     let Some((scheme, presented)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
