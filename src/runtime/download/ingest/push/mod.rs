@@ -17,19 +17,15 @@ pub use config::{PushConfig, PushConfigError};
 
 use super::{IngestQueue, IngestedObject, ObjectOrigin};
 use crate::protocol::flute::content_location::canonical_content_location;
-use crate::runtime::admin::bearer_authorized;
+use crate::runtime::http_server::{bearer_authorized, serve_connections};
 use crate::runtime::metrics::{IngestMetrics, IngestRejectReason, LabelValue, PushMetrics};
 use anyhow::Context;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use spool::SpoolError;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,12 +33,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
-
-/// A client that has not sent its request head by then is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// After shutdown, open connections get this long to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+use tokio::task::JoinHandle;
 
 /// The download sessions that accept pushed objects. The session runtime
 /// registers each session's queue when it starts and removes it when it
@@ -147,76 +138,17 @@ pub async fn serve_push(
         spool_dir: spool_dir.clone(),
         unattributed: PushMetrics::new(),
     });
-    let task = tokio::spawn(accept_loop(listener, state, shutdown));
+    let handler = move |request: Request<Incoming>, stop: watch::Receiver<()>| {
+        let state = state.clone();
+        async move { respond(&state, request, stop).await }
+    };
+    let task = tokio::spawn(serve_connections("push", listener, handler, shutdown, None));
     tracing::info!(%local_addr, spool = %spool_dir.display(), "push endpoint listening");
     Ok(PushServer {
         local_addr,
         spool_dir,
         task,
     })
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let (stop_tx, stop_rx) = watch::channel(());
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, state.clone(), stop_rx.clone()));
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "push endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    drop(stop_tx);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        connections.abort_all();
-    }
-    tracing::info!("push endpoint stopped");
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    state: Arc<State>,
-    stop: watch::Receiver<()>,
-) {
-    let mut stop_connection = stop.clone();
-    let service = service_fn(move |request| {
-        let (state, stop) = (state.clone(), stop.clone());
-        async move { Ok::<_, Infallible>(respond(&state, request, stop).await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stop_connection.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "push connection ended with an error");
-    }
 }
 
 /// A refused request: status, metric reason and a message for the client.
