@@ -269,16 +269,20 @@ struct Pushing {
 }
 
 async fn start_push(session: &str, max_object_bytes: u64) -> Pushing {
+    start_push_with(session, |c| c.max_object_bytes = max_object_bytes).await
+}
+
+async fn start_push_with(session: &str, configure: impl FnOnce(&mut PushConfig)) -> Pushing {
     metrics::install().unwrap();
     let state = tempfile::tempdir().unwrap();
     let token_file = state.path().join("push.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let config = PushConfig {
+    let mut config = PushConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_file: Some(token_file),
-        max_object_bytes,
         ..PushConfig::default()
     };
+    configure(&mut config);
     let sessions = PushSessions::new();
     let (tx, queue) = ingest_queue(4);
     sessions.register(session, tx, IngestMetrics::new(session));
@@ -534,6 +538,15 @@ async fn push_refusals_are_clear_counted_and_harmless() {
             "query string",
         ),
         case(
+            "PUT",
+            put("a.ts"),
+            with_length("Content-Type: mp4\r\n", b"x"),
+            b"x",
+            400,
+            "malformed",
+            "Content-Type `mp4`",
+        ),
+        case(
             "GET",
             put("a.ts"),
             auth(),
@@ -681,4 +694,55 @@ async fn a_stopped_session_answers_503_and_keeps_no_spool_file() {
     assert_eq!(spool_files(&p.server), 0);
     let reason = [("session", session), ("reason", "queue_closed")];
     assert_eq!(counter(&names::DOWNLOAD_OBJECTS_REJECTED, &reason), 1.0);
+}
+
+#[tokio::test]
+async fn a_stalled_upload_times_out_with_408_and_leaves_no_spool_file() {
+    let session = "push-stalled";
+    let mut p = start_push_with(session, |c| {
+        c.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // Five of the ten declared bytes, then nothing (the connection stays open).
+    let mut stream = TcpStream::connect(p.server.local_addr()).await.unwrap();
+    let head = format!(
+        "PUT /sessions/{session}/objects/slow.ts HTTP/1.1\r\nHost: test\r\n{}Content-Length: 10\r\n\r\n12345",
+        auth()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = vec![0u8; 4096];
+    let n = tokio::time::timeout(ARRIVAL, stream.read(&mut raw))
+        .await
+        .expect("answer within 10 s")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&raw[..n]);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("`slow.ts` not received within"), "{reply}");
+    assert_eq!(spool_files(&p.server), 0);
+    let reason = [("session", session), ("reason", "malformed")];
+    assert_eq!(counter(&names::DOWNLOAD_OBJECTS_REJECTED, &reason), 1.0);
+    good_put_goes_through(&mut p, session, "after-stall.ts").await;
+}
+
+#[tokio::test]
+async fn a_file_still_being_written_is_sent_once_when_closed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = std::fs::File::create(dir.path().join("growing.m4s")).unwrap();
+    writer.write_all(b"first half ").unwrap();
+    std::fs::write(dir.path().join("done.m4s"), b"done").unwrap();
+    let mut w = start_watch("watch-growing", |c| c.send_existing = true, dir);
+    // Listed at start: the complete file goes, the open one waits.
+    assert_eq!(next(&mut w.queue).await.content_location, "done.m4s");
+    writer.write_all(b"second half").unwrap();
+    drop(writer);
+    let object = next(&mut w.queue).await;
+    assert_eq!(object.content_location, "growing.m4s");
+    assert_eq!(
+        std::fs::read(&object.path).unwrap(),
+        b"first half second half"
+    );
+    std::fs::write(root(&w).join("last.m4s"), b"l").unwrap();
+    assert_eq!(next(&mut w.queue).await.content_location, "last.m4s");
+    assert!(w.queue.try_recv().is_err());
 }

@@ -328,7 +328,17 @@ async fn accept(
             format!("Content-Location `{raw_location}`: {e}"),
         )
     })?;
-    let content_type = header_text(headers, header::CONTENT_TYPE)?.map(str::to_owned);
+    let content_type = header_text(headers, header::CONTENT_TYPE)?
+        .map(|value| {
+            if is_media_type(value) {
+                Ok(value.to_owned())
+            } else {
+                Err(Refusal::malformed(format!(
+                    "Content-Type `{value}` is not a media type (type/subtype[; parameters])"
+                )))
+            }
+        })
+        .transpose()?;
     check_length(headers, state.max_object_bytes)?;
 
     let body = request.into_body();
@@ -400,6 +410,21 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&
         .transpose()
 }
 
+/// `type "/" subtype` of tokens, optionally followed by `;` parameters
+/// (RFC 9110 §8.3.1); the FDT carries it as the object's Content-Type.
+fn is_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let is_token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    essence
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| is_token(kind) && is_token(subtype))
+}
+
 /// A body must be delimited (RFC 9112 §6.3: no length and no chunking would
 /// mean an empty body, almost always a client mistake) and, when its length
 /// is declared, within the limit before a byte is read.
@@ -456,6 +481,21 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types() {
+        for ok in [
+            "video/mp4",
+            "application/dash+xml",
+            "text/plain; charset=utf-8",
+            "video/iso.segment",
+        ] {
+            assert!(is_media_type(ok), "{ok}");
+        }
+        for bad in ["", "mp4", "video/", "/mp4", "video/mp4/x", "a b/c", "<x>/y"] {
+            assert!(!is_media_type(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn resources() {
