@@ -11,6 +11,7 @@ pub mod durable;
 pub mod egress;
 pub mod encoder;
 pub mod gateway;
+pub mod http_server;
 pub mod journal;
 pub mod key_task;
 pub mod metrics;

@@ -10,6 +10,7 @@
 
 pub mod alc;
 pub mod carousel;
+pub mod content_location;
 pub mod ext;
 pub mod fdt;
 pub mod fec;

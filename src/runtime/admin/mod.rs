@@ -9,32 +9,24 @@ pub mod readiness;
 pub use config::{AdminConfig, AdminConfigError};
 pub use readiness::{Readiness, ReadinessReport};
 
+use super::http_server::{Upkeep, bearer_authorized, serve_connections};
 use super::metrics::Metrics;
 use anyhow::Context;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// Histogram samples are drained into buckets at least this often, so memory
 /// stays bounded when nobody scrapes.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
-/// A client that has not sent its request head by then is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// After shutdown, open connections get this long to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The Prometheus text exposition format, version 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -81,79 +73,31 @@ pub async fn serve_admin(
         readiness,
         token: config.token.clone(),
     });
-    let task = tokio::spawn(accept_loop(listener, state, shutdown));
+    let upkeep = Upkeep {
+        period: UPKEEP_PERIOD,
+        run: Box::new({
+            let metrics = state.metrics.clone();
+            move || metrics.run_upkeep()
+        }),
+    };
+    let handler = move |request: Request<Incoming>, _stop: watch::Receiver<()>| {
+        let response = respond(&state, &request);
+        async move { response }
+    };
+    let task = tokio::spawn(serve_connections(
+        "admin",
+        listener,
+        handler,
+        shutdown,
+        Some(upkeep),
+    ));
     tracing::info!(%local_addr, "admin endpoint listening");
     Ok(AdminServer { local_addr, task })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let (stop_tx, stop_rx) = watch::channel(());
-    let mut connections = JoinSet::new();
-    let mut upkeep = tokio::time::interval(UPKEEP_PERIOD);
-    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            _ = upkeep.tick() => state.metrics.run_upkeep(),
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, state.clone(), stop_rx.clone()));
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "admin endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    drop(stop_tx);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        connections.abort_all();
-    }
-    tracing::info!("admin endpoint stopped");
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    state: Arc<State>,
-    mut stop: watch::Receiver<()>,
-) {
-    let service = service_fn(move |request| {
-        let response = respond(&state, &request);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stop.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "admin connection ended with an error");
-    }
-}
-
 fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(token) = &state.token
-        && !authorized(request, token)
+        && !bearer_authorized(request.headers(), token)
     {
         let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         response
@@ -189,19 +133,6 @@ fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> 
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
-}
-
-/// `Authorization: Bearer <token>` (scheme case-insensitive, RFC 7235 §2.1),
-/// compared in constant time.
-fn authorized(request: &Request<Incoming>, token: &str) -> bool {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return false;
-    };
-    let Some((scheme, presented)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer")
-        && bool::from(presented.trim().as_bytes().ct_eq(token.as_bytes()))
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

@@ -8,7 +8,8 @@
 //! no-op recorder), which keeps components usable without an exporter.
 
 use super::labels::{
-    BmscRpc, BmscState, DropReason, EgressLabel, LabelValue, MikeyTransport, RpcFailure,
+    BmscRpc, BmscState, DropReason, EgressLabel, IngestOrigin, IngestRejectReason, LabelValue,
+    MikeyTransport, RpcFailure,
 };
 use super::names::{self, MetricDef, MetricType};
 use crate::runtime::bmsc::ClientStatus;
@@ -182,6 +183,71 @@ impl SessionMetrics {
 
     pub fn fdt_instance_sent(&self) {
         self.fdt_instances.increment(1);
+    }
+}
+
+/// Ingest counters of one download session: objects and bytes taken in, by
+/// origin, and objects refused, by reason. Never labelled by Content-Location
+/// (unbounded).
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    objects: Box<[Counter]>,
+    bytes: Box<[Counter]>,
+    rejected: Box<[Counter]>,
+}
+
+impl IngestMetrics {
+    /// `session` is the configured download session name.
+    pub fn new(session: &str) -> Self {
+        Self {
+            objects: per_value(|o: &IngestOrigin| {
+                counter(&names::DOWNLOAD_OBJECTS_INGESTED, &[session, o.as_str()])
+            }),
+            bytes: per_value(|o: &IngestOrigin| {
+                counter(&names::DOWNLOAD_BYTES_INGESTED, &[session, o.as_str()])
+            }),
+            rejected: per_value(|r: &IngestRejectReason| {
+                counter(&names::DOWNLOAD_OBJECTS_REJECTED, &[session, r.as_str()])
+            }),
+        }
+    }
+
+    /// A complete object of `bytes` was handed to the session.
+    pub fn ingested(&self, origin: IngestOrigin, bytes: u64) {
+        self.objects[origin.index()].increment(1);
+        self.bytes[origin.index()].increment(bytes);
+    }
+
+    pub fn rejected(&self, reason: IngestRejectReason) {
+        self.rejected[reason.index()].increment(1);
+    }
+}
+
+/// Push requests refused before they could be attributed to a configured
+/// session (the session name in such a request is client input, so it never
+/// becomes a label).
+#[derive(Debug, Clone)]
+pub struct PushMetrics {
+    rejected: Box<[Counter]>,
+}
+
+impl PushMetrics {
+    pub fn new() -> Self {
+        Self {
+            rejected: per_value(|r: &IngestRejectReason| {
+                counter(&names::PUSH_REQUESTS_REJECTED, &[r.as_str()])
+            }),
+        }
+    }
+
+    pub fn rejected(&self, reason: IngestRejectReason) {
+        self.rejected[reason.index()].increment(1);
+    }
+}
+
+impl Default for PushMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -107,6 +107,39 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// How a download object entered the gateway.
+    IngestOrigin {
+        /// Picked up from the session's watch folder.
+        Watch => "watch",
+        /// Uploaded to the HTTP push endpoint.
+        Push => "push",
+    }
+}
+
+label_enum! {
+    /// Why a download object (or a push request for one) was refused or
+    /// abandoned before sending.
+    IngestRejectReason {
+        /// A push without a bearer token, or with a wrong one.
+        Unauthorized => "unauthorized",
+        /// A push request that is not a well-formed object upload.
+        Malformed => "malformed",
+        /// A Content-Location that is absolute, empty, has `..` and the like.
+        BadContentLocation => "bad_content_location",
+        /// An object over the configured size limit.
+        TooLarge => "too_large",
+        /// A push to a session that is not configured.
+        UnknownSession => "unknown_session",
+        /// A file that cannot be opened or read.
+        Unreadable => "unreadable",
+        /// A file removed or replaced while it was being read.
+        DeletedWhileRead => "deleted_while_read",
+        /// The session stopped before it took the object.
+        QueueClosed => "queue_closed",
+    }
+}
+
 impl From<EgressKind> for EgressLabel {
     fn from(kind: EgressKind) -> Self {
         match kind {
@@ -172,6 +205,8 @@ mod tests {
         check::<BmscState>();
         check::<BmscRpc>();
         check::<RpcFailure>();
+        check::<IngestOrigin>();
+        check::<IngestRejectReason>();
     }
 
     #[test]

@@ -7,9 +7,12 @@ pub mod handles;
 pub mod labels;
 pub mod names;
 
-pub use handles::{BmscMetrics, EgressMetrics, InputMetrics, SessionMetrics};
+pub use handles::{
+    BmscMetrics, EgressMetrics, IngestMetrics, InputMetrics, PushMetrics, SessionMetrics,
+};
 pub use labels::{
-    BmscRpc, BmscState, DropReason, EgressLabel, LabelValue, MikeyTransport, RpcFailure,
+    BmscRpc, BmscState, DropReason, EgressLabel, IngestOrigin, IngestRejectReason, LabelValue,
+    MikeyTransport, RpcFailure,
 };
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};

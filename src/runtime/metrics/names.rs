@@ -24,11 +24,15 @@ pub mod label {
     pub const REASON: &str = "reason";
     pub const TRANSPORT: &str = "transport";
     pub const STATE: &str = "state";
+    /// How a download object entered the gateway (watch folder or HTTP push).
+    pub const ORIGIN: &str = "origin";
     /// Only on [`super::BUILD_INFO`]: the crate version.
     pub const VERSION: &str = "version";
 
     /// Every label key in use.
-    pub const ALL: [&str; 7] = [SESSION, INPUT, KIND, REASON, TRANSPORT, STATE, VERSION];
+    pub const ALL: [&str; 8] = [
+        SESSION, INPUT, KIND, REASON, TRANSPORT, STATE, ORIGIN, VERSION,
+    ];
 }
 
 /// How a metric is exported.
@@ -50,7 +54,7 @@ pub struct MetricDef {
     pub help: &'static str,
 }
 
-use label::{INPUT, KIND, REASON, SESSION, STATE, TRANSPORT, VERSION};
+use label::{INPUT, KIND, ORIGIN, REASON, SESSION, STATE, TRANSPORT, VERSION};
 
 /// Pacing error of one packet: how long after its due time it left. A paced
 /// stream at a few Mbit/s has inter-packet gaps of about 1 ms, so the buckets
@@ -182,6 +186,34 @@ pub const FLUTE_FDT_INSTANCES_SENT: MetricDef = MetricDef {
     help: "FLUTE FDT Instances sent.",
 };
 
+pub const DOWNLOAD_OBJECTS_INGESTED: MetricDef = MetricDef {
+    name: name!("download_objects_ingested_total"),
+    kind: MetricType::Counter,
+    labels: &[SESSION, ORIGIN],
+    help: "Complete objects handed to a download session, by origin (watch, push).",
+};
+
+pub const DOWNLOAD_BYTES_INGESTED: MetricDef = MetricDef {
+    name: name!("download_bytes_ingested_total"),
+    kind: MetricType::Counter,
+    labels: &[SESSION, ORIGIN],
+    help: "Bytes of the objects handed to a download session, by origin (watch, push).",
+};
+
+pub const DOWNLOAD_OBJECTS_REJECTED: MetricDef = MetricDef {
+    name: name!("download_objects_rejected_total"),
+    kind: MetricType::Counter,
+    labels: &[SESSION, REASON],
+    help: "Objects of a download session refused or abandoned before sending, by reason.",
+};
+
+pub const PUSH_REQUESTS_REJECTED: MetricDef = MetricDef {
+    name: name!("push_requests_rejected_total"),
+    kind: MetricType::Counter,
+    labels: &[REASON],
+    help: "HTTP push requests refused before they named a configured download session, by reason.",
+};
+
 pub const BMSC_CONNECTION_STATE: MetricDef = MetricDef {
     name: name!("bmsc_connection_state"),
     kind: MetricType::Gauge,
@@ -235,6 +267,10 @@ pub const ALL: &[MetricDef] = &[
     MSK_VALIDITY_MTK_IDS,
     FLUTE_OBJECTS_SENT,
     FLUTE_FDT_INSTANCES_SENT,
+    DOWNLOAD_OBJECTS_INGESTED,
+    DOWNLOAD_BYTES_INGESTED,
+    DOWNLOAD_OBJECTS_REJECTED,
+    PUSH_REQUESTS_REJECTED,
     BMSC_CONNECTION_STATE,
     BMSC_RPC_DURATION,
     BMSC_RPC_ERRORS,
