@@ -8,6 +8,7 @@ use mbms_gateway::runtime::bmsc::config::parse_key_domain_id;
 use mbms_gateway::runtime::bmsc::{BmscConfig, MskClientConfig, serve as serve_bmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
 use mbms_gateway::runtime::demo::{DemoOptions, run_demo};
+use mbms_gateway::runtime::download::send::send_files;
 use mbms_gateway::runtime::gateway::Gateway;
 use mbms_gateway::runtime::probe::{
     ProbeExpect, ProbeKeySource, StreamingProbeConfig, run_streaming_probe,
@@ -62,6 +63,20 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Send files once over a download session of a gateway configuration.
+    Send {
+        #[arg(long)]
+        config: PathBuf,
+        /// The download session (needed when the configuration has several).
+        #[arg(long)]
+        session: Option<String>,
+        /// Seconds to wait for the session's first MTK.
+        #[arg(long, default_value_t = 30)]
+        on_air_timeout: u64,
+        /// Files to send; each goes out under its file name.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
     /// Validate a gateway configuration without sending anything.
     CheckConfig {
@@ -214,7 +229,10 @@ async fn run(command: Command) -> Result<ExitCode> {
             let config = GatewayConfig::load(&config)?;
             let metrics = mbms_gateway::runtime::metrics::install().context("metrics recorder")?;
             let readiness = Readiness::new();
-            let gateway = Gateway::start(&config)?;
+            let mut gateway = Gateway::start(&config)?;
+            if let Some(push) = gateway.start_ingest(&config).await? {
+                tracing::info!(%push, "HTTP push endpoint listening");
+            }
             let _telemetry = watch_gateway(&gateway, &config, &metrics, &readiness);
             let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
             let admin = serve_admin(&config.admin, metrics, readiness, async move {
@@ -222,7 +240,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             })
             .await?;
             tracing::info!(
-                sessions = gateway.streaming.len(),
+                streaming = gateway.streaming.len(),
+                download = gateway.download.len(),
                 admin = %admin.local_addr(),
                 "gateway running"
             );
@@ -264,12 +283,47 @@ async fn run(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Send {
+            config,
+            session,
+            on_air_timeout,
+            paths,
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let bar = indicatif::ProgressBar::new(paths.len() as u64).with_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files sent  {msg}")?,
+            );
+            let done = send_files(
+                &config,
+                session.as_deref(),
+                &paths,
+                std::time::Duration::from_secs(on_air_timeout),
+                |p| {
+                    bar.set_position(p.sent);
+                    bar.set_message(format!(
+                        "{} protected, {} refused, {:.1} MB on air",
+                        p.protected,
+                        p.refused,
+                        p.alc_bytes as f64 / 1e6
+                    ));
+                },
+            )
+            .await;
+            bar.finish();
+            let done = done?;
+            println!(
+                "{} file(s) sent, {} bytes of ALC",
+                done.sent, done.alc_bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => {
             let parsed = GatewayConfig::load(&config)?;
             println!(
-                "{}: ok ({} streaming session(s), Key Groups {:?})",
+                "{}: ok ({} streaming and {} download session(s), Key Groups {:?})",
                 config.display(),
                 parsed.streaming.len(),
+                parsed.download.len(),
                 parsed.bmsc.key_groups
             );
             Ok(ExitCode::SUCCESS)

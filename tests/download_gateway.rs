@@ -8,9 +8,10 @@ mod common;
 use common::gateway::*;
 use mbms_gateway::runtime::bmsc::{MskClientConfig, RunningBmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
+use mbms_gateway::runtime::download::DownloadHandle;
 use mbms_gateway::runtime::download::ingest::{IngestedObject, ObjectOrigin};
-use mbms_gateway::runtime::download::{DownloadHandle, ObjectReject};
 use mbms_gateway::runtime::gateway::Gateway;
+use mbms_gateway::runtime::metrics::labels::IngestRejectReason;
 use mbms_gateway::runtime::probe::{
     DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectStatus, ProbeKeySource,
     start_download_probe,
@@ -258,8 +259,8 @@ carousel = { repetitions = 2 }"#,
         stats.objects_in.load(Ordering::Relaxed) == 5
     })
     .await;
-    assert_eq!(stats.rejected(ObjectReject::Unreadable), 2);
-    assert_eq!(stats.rejected(ObjectReject::TooLarge), 1);
+    assert_eq!(stats.rejected(IngestRejectReason::Unreadable), 2);
+    assert_eq!(stats.rejected(IngestRejectReason::TooLarge), 1);
     assert_eq!(stats.objects_protected.load(Ordering::Relaxed), 2);
     for refused in ["missing.bin", "a-directory", "huge.bin"] {
         assert!(!report.objects.contains_key(refused), "{refused} was sent");

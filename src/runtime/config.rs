@@ -5,6 +5,7 @@
 use super::admin::AdminConfig;
 use super::bmsc::MskClientConfig;
 use super::download::DownloadSession;
+use super::download::ingest::PushConfig;
 use super::units;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
@@ -35,6 +36,8 @@ pub struct GatewayConfig {
     pub streaming: Vec<StreamingSession>,
     #[serde(default)]
     pub download: Vec<DownloadSession>,
+    /// The HTTP push endpoint of download sessions (none when unset).
+    pub push: Option<PushConfig>,
 }
 
 /// One streaming session: RTP flows in, SRTP to one multicast destination,
@@ -272,6 +275,10 @@ impl GatewayConfig {
                 d.destination,
                 d.port
             );
+        }
+        if let Some(push) = &self.push {
+            push.load_token()
+                .map_err(|e| anyhow::anyhow!("push: {e}"))?;
         }
         self.bmsc
             .validate()

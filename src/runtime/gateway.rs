@@ -4,14 +4,16 @@
 
 use super::bmsc::MskClient;
 use super::config::{GatewayConfig, StreamingSession};
+use super::download::ingest::{PushServer, PushSessions, WatchFolder, serve_push, spawn_watch};
 use super::download::{self, DownloadHandle, DownloadSession};
 use super::egress::Egress;
 use super::journal::KeyJournal;
+use super::metrics::IngestMetrics;
 use super::streaming::{self, SessionContext, StreamingHandle};
 use super::udp::{EgressOptions, egress_socket};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -56,6 +58,14 @@ pub struct Gateway {
     pub download: Vec<DownloadHandle>,
     egress: HashMap<EgressKey, Egress>,
     egress_threads: Vec<JoinHandle<()>>,
+    ingest: Option<Ingest>,
+}
+
+/// The watch folders and the push endpoint feeding the download sessions.
+struct Ingest {
+    stop: tokio::sync::watch::Sender<bool>,
+    folders: Vec<WatchFolder>,
+    push: Option<PushServer>,
 }
 
 impl Gateway {
@@ -128,7 +138,51 @@ impl Gateway {
             download,
             egress,
             egress_threads,
+            ingest: None,
         })
+    }
+
+    /// Starts what feeds the download sessions: each session's watch folder
+    /// and the HTTP push endpoint. Returns the push endpoint's address.
+    pub async fn start_ingest(&mut self, config: &GatewayConfig) -> Result<Option<SocketAddr>> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let shutdown = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut folders = Vec::new();
+        let sessions = PushSessions::new();
+        for (handle, session) in self.download.iter().zip(&config.download) {
+            let metrics = IngestMetrics::new(&session.name);
+            if let Some(watch) = &session.watch {
+                folders.push(
+                    spawn_watch(
+                        &session.name,
+                        watch,
+                        handle.queue(),
+                        metrics.clone(),
+                        shutdown(),
+                    )
+                    .with_context(|| format!("download session {}", session.name))?,
+                );
+            }
+            if session.push {
+                sessions.register(&session.name, handle.queue(), metrics);
+            }
+        }
+        let push = match &config.push {
+            Some(push) => Some(serve_push(push, &config.state_dir, sessions, shutdown()).await?),
+            None => None,
+        };
+        let addr = push.as_ref().map(PushServer::local_addr);
+        self.ingest = Some(Ingest {
+            stop,
+            folders,
+            push,
+        });
+        Ok(addr)
     }
 
     /// True while every egress thread runs.
@@ -145,6 +199,15 @@ impl Gateway {
     /// Stops ingest first, lets the egress queues drain, then returns. The key
     /// journal is durable at every step, so nothing is left to flush.
     pub async fn stop(self) {
+        if let Some(ingest) = self.ingest {
+            let _ = ingest.stop.send(true);
+            for folder in ingest.folders {
+                let _ = folder.join().await;
+            }
+            if let Some(push) = ingest.push {
+                let _ = push.join().await;
+            }
+        }
         for s in self.streaming {
             s.stop().await;
         }

@@ -36,14 +36,18 @@ pub fn watch_gateway(
             handle.stats.clone(),
             handle.egress_stats.clone(),
         ));
-        let state = handle.state.clone();
-        readiness.probe(format!("session {}", session.name), move || {
-            match &*state.borrow() {
-                SessionState::OnAir { .. } => Ok(()),
-                SessionState::Starting => Err("starting: no MTK yet".into()),
-                SessionState::Halted { reason } => Err(reason.clone()),
-            }
-        });
+        session_readiness(readiness, &session.name, handle.state.clone());
+    }
+    let mut downloads = Vec::new();
+    for (handle, session) in gateway.download.iter().zip(&config.download) {
+        downloads.push((
+            SessionMetrics::new(&session.name),
+            EgressMetrics::new(&session.name),
+            handle.stats.clone(),
+            handle.sender_stats.clone(),
+            handle.egress_stats.clone(),
+        ));
+        session_readiness(readiness, &session.name, handle.state.clone());
     }
     let status = gateway.client.status();
     readiness.probe("bmsc", move || match &status.borrow().connection {
@@ -83,5 +87,22 @@ pub fn watch_gateway(
             }
             egress.observe(egress_stats);
         }
+        for (session, egress, stats, sender, egress_stats) in &downloads {
+            session.observe_download(stats, sender);
+            egress.observe(egress_stats);
+        }
     })
+}
+
+/// Ready while the session is on air; otherwise the reason it is not.
+fn session_readiness(
+    readiness: &Readiness,
+    name: &str,
+    state: tokio::sync::watch::Receiver<SessionState>,
+) {
+    readiness.probe(format!("session {name}"), move || match &*state.borrow() {
+        SessionState::OnAir { .. } => Ok(()),
+        SessionState::Starting => Err("starting: no MTK yet".into()),
+        SessionState::Halted { reason } => Err(reason.clone()),
+    });
 }

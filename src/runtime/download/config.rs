@@ -3,6 +3,7 @@
 //! OMA DCF and sent over FLUTE to one destination (TS 26.346 §7, TS 33.246
 //! §6.6).
 
+use super::ingest::WatchConfig;
 use crate::protocol::dcf::EncryptionMethod;
 use crate::protocol::flute::carousel::CarouselConfig;
 use crate::protocol::flute::fdt::FdtTemplate;
@@ -64,7 +65,9 @@ pub struct DownloadSession {
     /// The MTK schedule; only the period matters (no packet count).
     #[serde(default)]
     pub mtk: MtkSettings,
-    /// Accept objects over the gateway's HTTP push endpoint.
+    /// Files completed in this folder go on air.
+    pub watch: Option<WatchConfig>,
+    /// Accept objects over the gateway's HTTP push endpoint (`[push]`).
     #[serde(default = "default_true")]
     pub push: bool,
 }

@@ -5,8 +5,9 @@
 pub mod config;
 pub mod ingest;
 pub mod protect;
+pub mod send;
 pub mod sender;
 pub mod session;
 
 pub use config::DownloadSession;
-pub use session::{DownloadHandle, DownloadStats, ObjectReject, start};
+pub use session::{DownloadHandle, DownloadStats, start};

@@ -23,6 +23,8 @@ use crate::protocol::mtk_schedule::MtkSchedule;
 use crate::protocol::profile;
 use crate::runtime::egress::EgressStats;
 use crate::runtime::key_task::{KeyEvents, KeyTask, SessionState};
+use crate::runtime::metrics::IngestMetrics;
+use crate::runtime::metrics::labels::{IngestRejectReason, LabelValue};
 use crate::runtime::mtk_keys::{LeaseSource, MtkKeys};
 use crate::runtime::streaming::SessionContext;
 use anyhow::{Context, Result};
@@ -42,52 +44,20 @@ pub const INGEST_QUEUE: usize = 256;
 /// Commands waiting for the sender thread.
 const SENDER_QUEUE: usize = 64;
 
-/// Why an ingested object did not go on air.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectReject {
-    Unreadable,
-    TooLarge,
-    DeletedWhileRead,
-    ChangedWhileRead,
-    NoKey,
-    Spool,
+/// The ingest reason an object was refused for.
+fn reject_reason(e: &ProtectError) -> IngestRejectReason {
+    match e {
+        ProtectError::Unreadable { .. } | ProtectError::NotAFile { .. } => {
+            IngestRejectReason::Unreadable
+        }
+        ProtectError::TooLarge { .. } => IngestRejectReason::TooLarge,
+        ProtectError::DeletedWhileRead { .. } => IngestRejectReason::DeletedWhileRead,
+        ProtectError::ChangedWhileRead { .. } => IngestRejectReason::ChangedWhileRead,
+        ProtectError::Spool { .. } | ProtectError::Dcf { .. } => IngestRejectReason::SpoolFailed,
+    }
 }
 
-impl ObjectReject {
-    pub const ALL: [Self; 6] = [
-        Self::Unreadable,
-        Self::TooLarge,
-        Self::DeletedWhileRead,
-        Self::ChangedWhileRead,
-        Self::NoKey,
-        Self::Spool,
-    ];
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unreadable => "unreadable",
-            Self::TooLarge => "too_large",
-            Self::DeletedWhileRead => "deleted_while_read",
-            Self::ChangedWhileRead => "changed_while_read",
-            Self::NoKey => "no_key",
-            Self::Spool => "spool",
-        }
-    }
-
-    fn of(e: &ProtectError) -> Self {
-        match e {
-            ProtectError::Unreadable { .. } | ProtectError::NotAFile { .. } => Self::Unreadable,
-            ProtectError::TooLarge { .. } => Self::TooLarge,
-            ProtectError::DeletedWhileRead { .. } => Self::DeletedWhileRead,
-            ProtectError::ChangedWhileRead { .. } => Self::ChangedWhileRead,
-            ProtectError::Spool { .. } | ProtectError::Dcf { .. } => Self::Spool,
-        }
-    }
-}
+const REJECT_REASONS: usize = IngestRejectReason::ALL.len();
 
 /// Counters of one download session's input side.
 #[derive(Debug, Default)]
@@ -95,13 +65,13 @@ pub struct DownloadStats {
     pub objects_in: AtomicU64,
     pub bytes_in: AtomicU64,
     pub objects_protected: AtomicU64,
-    /// Indexed by [`ObjectReject::index`].
-    pub rejected: [AtomicU64; ObjectReject::ALL.len()],
+    /// Indexed by [`IngestRejectReason::index`].
+    pub rejected: [AtomicU64; REJECT_REASONS],
     pub mtk_rotations: AtomicU64,
 }
 
 impl DownloadStats {
-    pub fn rejected(&self, reason: ObjectReject) -> u64 {
+    pub fn rejected(&self, reason: IngestRejectReason) -> u64 {
         self.rejected[reason.index()].load(Ordering::Relaxed)
     }
 }
@@ -139,32 +109,6 @@ impl DownloadHandle {
         {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-    }
-
-    /// Waits until every object handed in so far has left the carousel (all
-    /// its transmissions done), or `timeout` passes. For one-shot sending.
-    pub async fn drained(&self, timeout: Duration) -> bool {
-        let until = Instant::now() + timeout;
-        while Instant::now() < until {
-            let s = &self.stats;
-            let t = &self.sender_stats;
-            let handled = s.objects_protected.load(Ordering::Relaxed)
-                + ObjectReject::ALL
-                    .iter()
-                    .map(|r| s.rejected(*r))
-                    .sum::<u64>();
-            let gone = t.objects_completed.load(Ordering::Relaxed)
-                + t.objects_revoked.load(Ordering::Relaxed)
-                + t.send_failures.load(Ordering::Relaxed);
-            if self.queue.capacity() == self.queue.max_capacity()
-                && handled == s.objects_in.load(Ordering::Relaxed)
-                && gone >= s.objects_protected.load(Ordering::Relaxed)
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
     }
 }
 
@@ -236,6 +180,7 @@ pub fn start<L: LeaseSource + 'static>(
         state: state.clone(),
         commands: commands.clone(),
         stats: stats.clone(),
+        metrics: IngestMetrics::new(&session.name),
         next_spool: 0,
     };
     let protect = std::thread::Builder::new()
@@ -361,6 +306,7 @@ struct ProtectWorker {
     state: watch::Receiver<SessionState>,
     commands: SyncSender<SenderCommand>,
     stats: Arc<DownloadStats>,
+    metrics: IngestMetrics,
     next_spool: u64,
 }
 
@@ -369,8 +315,8 @@ impl ProtectWorker {
         while let Some(object) = queue.blocking_recv() {
             self.stats.objects_in.fetch_add(1, Ordering::Relaxed);
             let outcome = self.protect(&object);
-            if object.spooled {
-                let _ = std::fs::remove_file(&object.path);
+            if let Err(e) = object.release() {
+                tracing::warn!(session = %self.name, path = %object.path.display(), error = %e, "spooled upload not removed");
             }
             match outcome {
                 Ok(protected) => {
@@ -389,6 +335,7 @@ impl ProtectWorker {
                 }
                 Err((reason, message)) => {
                     self.stats.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
+                    self.metrics.rejected(reason);
                     tracing::warn!(session = %self.name, object = %object.content_location, reason = reason.as_str(), error = %message, "object not sent");
                 }
             }
@@ -412,13 +359,13 @@ impl ProtectWorker {
     fn protect(
         &mut self,
         object: &IngestedObject,
-    ) -> Result<super::protect::ProtectedObject, (ObjectReject, String)> {
+    ) -> Result<super::protect::ProtectedObject, (IngestRejectReason, String)> {
         let Some(key) = self.key() else {
             let why = match &*self.state.borrow() {
                 SessionState::Halted { reason } => reason.clone(),
                 _ => "no MTK".to_owned(),
             };
-            return Err((ObjectReject::NoKey, format!("no valid key: {why}")));
+            return Err((IngestRejectReason::NoKey, format!("no valid key: {why}")));
         };
         self.next_spool += 1;
         let spool_path = self.spool_dir.join(format!("{}.dcf", self.next_spool));
@@ -437,6 +384,6 @@ impl ProtectWorker {
             },
             &key,
         )
-        .map_err(|e| (ObjectReject::of(&e), e.to_string()))
+        .map_err(|e| (reject_reason(&e), e.to_string()))
     }
 }

@@ -13,6 +13,8 @@ use super::labels::{
 };
 use super::names::{self, MetricDef, MetricType};
 use crate::runtime::bmsc::ClientStatus;
+use crate::runtime::download::DownloadStats;
+use crate::runtime::download::sender::SenderStats;
 use crate::runtime::egress::{EgressKind, EgressStats};
 use crate::runtime::streaming::SessionStats as StreamingStats;
 use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
@@ -175,6 +177,21 @@ impl SessionMetrics {
             .absolute(stats.mtk_rotations.load(Ordering::Relaxed));
         self.mikey_sent[MikeyTransport::Udp.index()]
             .absolute(stats.mikey_sent.load(Ordering::Relaxed));
+    }
+
+    /// Copies a download session's counters (scrape time, like
+    /// [`observe_streaming`](Self::observe_streaming)).
+    pub fn observe_download(&self, stats: &DownloadStats, sender: &SenderStats) {
+        self.mtk_rotations
+            .absolute(stats.mtk_rotations.load(Ordering::Relaxed));
+        self.mikey_sent[MikeyTransport::Flute.index()]
+            .absolute(sender.mikey_objects_added.load(Ordering::Relaxed));
+        self.flute_objects
+            .absolute(sender.object_transmissions.load(Ordering::Relaxed));
+        self.fdt_instances
+            .absolute(sender.fdt_instances_sent.load(Ordering::Relaxed));
+        self.pacer_lateness
+            .record(sender.pacer_lateness_ns.swap(0, Ordering::Relaxed) as f64 / 1e9);
     }
 
     pub fn flute_object_sent(&self) {

@@ -114,6 +114,8 @@ label_enum! {
         Watch => "watch",
         /// Uploaded to the HTTP push endpoint.
         Push => "push",
+        /// Given to `mbms-gateway send`.
+        Send => "send",
     }
 }
 
@@ -135,6 +137,12 @@ label_enum! {
         Unreadable => "unreadable",
         /// A file removed or replaced while it was being read.
         DeletedWhileRead => "deleted_while_read",
+        /// A file that shrank or grew while it was being read.
+        ChangedWhileRead => "changed_while_read",
+        /// No valid MTK (the session is halted: fail closed).
+        NoKey => "no_key",
+        /// The protected copy could not be written to the spool.
+        SpoolFailed => "spool_failed",
         /// The session stopped before it took the object.
         QueueClosed => "queue_closed",
     }
