@@ -87,6 +87,7 @@ async fn run_in(options: &DemoOptions, dir: &std::path::Path) -> Result<DemoSumm
         }),
         state_dir: Some(dir.join("bmsc")),
         heartbeat_interval_s: 1,
+        key_management: None,
     })?
     .spawn(listener)?;
     println!("BM-SC        gRPC on {bmsc_addr}, Key Group {KEY_GROUP}, new MSK every 8 s");
