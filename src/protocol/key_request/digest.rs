@@ -569,8 +569,7 @@ mod tests {
 
     fn rfc_challenge(algorithm: &str) -> Challenge {
         Challenge::parse(&format!(
-            "Digest\n realm=\"http-auth@example.org\",\n qop=\"auth, auth-int\",\n algorithm={algorithm},\n nonce=\"{RFC_NONCE}\",\n opaque=\"{RFC_OPAQUE}\""
-                .replace('\n', "")
+            "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", algorithm={algorithm}, nonce=\"{RFC_NONCE}\", opaque=\"{RFC_OPAQUE}\""
         ))
         .unwrap()
     }

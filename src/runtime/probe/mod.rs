@@ -237,6 +237,13 @@ fn key_store(config: &StreamingProbeConfig) -> Result<(MskStore, Option<BmscWatc
             };
             Ok((MskStore::fixed(load_key_file(path, &scope)?), None))
         }
+        ProbeKeySource::Ue(keys) => {
+            anyhow::ensure!(
+                keys.key_domain_id() == config.key_domain_id,
+                "the UE's Key Domain ID differs from the probe's"
+            );
+            Ok((MskStore::Ue(keys.clone()), None))
+        }
         ProbeKeySource::Bmsc(client_config) => {
             anyhow::ensure!(
                 client_config.key_domain_id == config.key_domain_id,

@@ -45,6 +45,15 @@ pub struct UeKeys {
     missing: mpsc::Sender<KeyRef>,
 }
 
+impl std::fmt::Debug for UeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UeKeys")
+            .field("key_domain_id", &self.key_domain_id)
+            .field("msks", &self.msks.borrow().len())
+            .finish()
+    }
+}
+
 impl UeKeys {
     pub fn key_domain_id(&self) -> KeyDomainId {
         self.key_domain_id
