@@ -582,3 +582,24 @@ async fn registration_to_decrypted_gateway_srtp() {
         assert_eq!(from_ue.key, from_grpc.key);
     }
 }
+
+#[test]
+fn deploy_examples_parse() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let text = std::fs::read_to_string(deploy.join("bmsc.example.toml")).unwrap();
+    let config = BmscConfig::from_toml(&text).unwrap();
+    let km = config.key_management.expect("[key_management] documented");
+    km.validate(&config.key_groups.iter().copied().collect())
+        .unwrap();
+    let ues = mbms_gateway::runtime::bmsc::key_management::load_ue_file(
+        &deploy.join("bmsc-ues.example.toml"),
+        &km.service_map(),
+    )
+    .unwrap();
+    let ue = UeConfig::load(&deploy.join("ue.example.toml")).unwrap();
+    let provisioned = &ues[&ue.sa.b_tid];
+    assert_eq!(provisioned.sa, ue.sa, "the two examples describe one UE");
+    assert!(provisioned.services.contains(&ue.services[0]));
+    let err = BmscConfig::from_toml(&text.replace("nonce_lifetime_s", "nonce_life_s")).unwrap_err();
+    assert!(err.to_string().contains("nonce_life_s"), "{err}");
+}

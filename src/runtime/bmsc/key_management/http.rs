@@ -36,6 +36,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Live nonces kept at most.
 const NONCE_CAPACITY: usize = 4096;
 
+/// A UE's Digest password, wiped when dropped.
+type Password = zeroize::Zeroizing<String>;
+
 /// What the HTTP side shares between connections.
 pub(super) struct KeyRequestFunction {
     pub(super) distribution: Arc<Distribution>,
@@ -96,7 +99,7 @@ impl KeyRequestFunction {
     fn authenticate(
         &self,
         request: &Request<Incoming>,
-    ) -> Result<(Credentials, zeroize::Zeroizing<String>), Box<Response<Full<Bytes>>>> {
+    ) -> Result<(Credentials, Password), Box<Response<Full<Bytes>>>> {
         let deny = |stale: bool, why: &str| Err(Box::new(self.challenge(stale, why)));
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
             return deny(false, "authorization required");
