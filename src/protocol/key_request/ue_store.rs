@@ -646,6 +646,16 @@ mod tests {
         assert!(!s.need(key(4, 1), T0, 0));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn random_datagrams_never_panic_or_change_state(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut s = store();
+            let _ = s.on_msk_message(&Muk::new(MUK), &bytes, T0, 0);
+            proptest::prop_assert_eq!(s.msks().count(), 0);
+            let _ = s.on_mtk_message(&bytes, T0, 0);
+        }
+    }
+
     #[test]
     fn kind_confusion_is_refused() {
         let mut s = store();

@@ -356,7 +356,7 @@ impl Distribution {
             .map(|key| {
                 let group = key.msk_id.key_group();
                 let status = if key.key_domain_id != self.key_domain_id {
-                    Status::NotFound
+                    Status::BadRequest
                 } else if !groups.contains(&group) {
                     Status::Forbidden
                 } else {
