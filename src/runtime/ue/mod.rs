@@ -11,9 +11,11 @@
 
 pub mod client;
 pub mod config;
+pub mod loopback;
 
 pub use client::{KeyRequestClient, KeyRequestError};
 pub use config::UeConfig;
+pub use loopback::start_loopback_ue;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
