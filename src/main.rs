@@ -14,6 +14,7 @@ use mbms_gateway::runtime::probe::{
     ProbeExpect, ProbeKeySource, StreamingProbeConfig, run_streaming_probe,
 };
 use mbms_gateway::runtime::telemetry::watch_gateway;
+use mbms_gateway::runtime::ue::{UeConfig, start_ue};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,14 +101,19 @@ struct ProbeArgs {
     #[arg(long)]
     key_domain_id: String,
     /// Key Group(s) whose MSKs to use.
-    #[arg(long = "key-group", required = true)]
+    #[arg(long = "key-group", required_unless_present = "ue_file")]
     key_groups: Vec<u16>,
     /// MSKs from a key file (the reference BM-SC's format) ...
-    #[arg(long, conflicts_with = "bmsc")]
+    #[arg(long, conflicts_with_all = ["bmsc", "ue_file"])]
     key_file: Option<PathBuf>,
-    /// ... or from a BM-SC (`http://host:port`).
-    #[arg(long)]
+    /// ... or from a BM-SC (`http://host:port`) ...
+    #[arg(long, conflicts_with = "ue_file")]
     bmsc: Option<String>,
+    /// ... or as a UE: register to the BM-SC's Key Request function and
+    /// receive MSKs in MIKEY over UDP, as the UE file describes; deregisters
+    /// on exit.
+    #[arg(long)]
+    ue_file: Option<PathBuf>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
@@ -134,18 +140,25 @@ struct ProbeArgs {
 async fn probe(args: ProbeArgs) -> Result<ExitCode> {
     let key_domain_id = parse_key_domain_id(&args.key_domain_id)
         .map_err(|e| anyhow::anyhow!("--key-domain-id: {e}"))?;
-    let key_source = match (args.key_file, args.bmsc) {
-        (Some(path), None) => ProbeKeySource::KeyFile {
+    let mut ue = None;
+    let key_source = match (args.key_file, args.bmsc, args.ue_file) {
+        (Some(path), None, None) => ProbeKeySource::KeyFile {
             path,
             key_groups: args.key_groups,
         },
-        (None, Some(endpoint)) => ProbeKeySource::Bmsc(MskClientConfig::new(
+        (None, Some(endpoint), None) => ProbeKeySource::Bmsc(MskClientConfig::new(
             endpoint,
             key_domain_id,
             args.key_groups,
             "probe",
         )),
-        _ => anyhow::bail!("give the MSKs with --key-file or --bmsc"),
+        (None, None, Some(path)) => {
+            let running = start_ue(UeConfig::load(&path)?).await?;
+            let keys = running.keys();
+            ue = Some(running);
+            ProbeKeySource::Ue(keys)
+        }
+        _ => anyhow::bail!("give the MSKs with --key-file, --bmsc or --ue-file"),
     };
     let mut config = StreamingProbeConfig::new(args.group, args.ports, key_domain_id, key_source);
     config.interface = args.interface;
@@ -155,7 +168,12 @@ async fn probe(args: ProbeArgs) -> Result<ExitCode> {
         terminated().await;
         let _ = stop_tx.send(true);
     });
-    let report = run_streaming_probe(config, stop_rx).await?;
+    let report = run_streaming_probe(config, stop_rx).await;
+    if let Some(ue) = ue {
+        let stats = ue.stop().await;
+        tracing::info!(?stats, "UE deregistered");
+    }
+    let report = report?;
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -67,6 +67,7 @@ fn bmsc_config(keys: KeySource) -> BmscConfig {
         keys,
         state_dir: None,
         heartbeat_interval_s: 1,
+        key_management: None,
     }
 }
 

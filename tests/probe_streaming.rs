@@ -401,6 +401,7 @@ fn probes_with_a_key_file_and_with_a_bmsc_share_the_group() {
             keys: KeySource::File { path: keys.clone() },
             state_dir: None,
             heartbeat_interval_s: 1,
+            key_management: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Bmsc::from_config(&config).unwrap().spawn(listener).unwrap()

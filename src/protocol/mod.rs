@@ -6,6 +6,7 @@ pub mod codec;
 pub mod dcf;
 pub mod flute;
 pub mod ingest;
+pub mod key_request;
 pub mod keys;
 pub mod mikey;
 pub mod mtk_schedule;

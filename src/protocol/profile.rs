@@ -99,3 +99,33 @@ pub mod flute {
 
 /// UDP port of MIKEY MTK messages in streaming sessions (IANA "mikey", seed §6.3.3.2.2).
 pub const MIKEY_UDP_PORT: u16 = 2269;
+
+/// The UE-facing key management of TS 33.246 §6.2.1, §6.3.2 (registration,
+/// deregistration, MSK requests, MSK delivery). The seed CRs leave the HTTP
+/// payloads to stage 3 and GBA is out of scope (UEs are provisioned with their
+/// Ks_NAF), so these are the project's choices.
+pub mod key_management {
+    /// The HTTP Digest password is the MRK, and the MRK is Ks_(ext)_NAF itself
+    /// (GBA_ME), written as base64 as TS 24.109 §5 does for Ua passwords.
+    /// UNVERIFIED: TS 33.246 §6.1 may derive MRK from Ks_NAF with a KDF.
+    pub const DIGEST_PASSWORD_IS_BASE64_KS_NAF: bool = true;
+    /// The MUK is Ks_(ext)_NAF itself (GBA_ME, 256 bits). UNVERIFIED as above.
+    pub const MUK_IS_KS_NAF: bool = true;
+    /// MIKEY IDi of MSK messages: the BM-SC's NAF-Id (its FQDN), ID type URI.
+    pub const IDI_TYPE: u8 = 1;
+    /// MIKEY IDr of MSK messages: the UE's B-TID (an NAI: `base64(RAND)@BSF`).
+    pub const IDR_TYPE: u8 = 0;
+    /// IANA media types of the request and response bodies (registered for
+    /// TS 26.346 / TS 33.246 key management).
+    pub const REGISTER_TYPE: &str = "application/mbms-register+xml";
+    pub const REGISTER_RESPONSE_TYPE: &str = "application/mbms-register-response+xml";
+    pub const DEREGISTER_TYPE: &str = "application/mbms-deregister+xml";
+    pub const MSK_REQUEST_TYPE: &str = "application/mbms-msk+xml";
+    pub const MSK_RESPONSE_TYPE: &str = "application/mbms-msk-response+xml";
+    /// XML namespace of the bodies (project namespace: the 3GPP schema was
+    /// not available to check against).
+    pub const XML_NAMESPACE: &str = "urn:mbms-gateway:key-management:2026";
+    /// UDP port on which a UE receives MSK messages unless provisioned
+    /// otherwise: the IANA MIKEY port.
+    pub const UE_MSK_PORT: u16 = super::MIKEY_UDP_PORT;
+}

@@ -4,7 +4,7 @@
 //! change, prints what was sent and verified, and passes only if the probe
 //! decrypted and verified every packet the encoder sent.
 
-use super::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, MskClientConfig};
+use super::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
 use super::config::GatewayConfig;
 use super::encoder::{EncoderConfig, start_encoder};
 use super::gateway::Gateway;
@@ -12,6 +12,7 @@ use super::probe::{
     ProbeExpect, ProbeKeySource, ProbeReport, StreamingProbeConfig, start_streaming_probe,
 };
 use super::streaming::SessionState;
+use super::ue::start_loopback_ue;
 use crate::protocol::keys::KeyDomainId;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -87,9 +88,19 @@ async fn run_in(options: &DemoOptions, dir: &std::path::Path) -> Result<DemoSumm
         }),
         state_dir: Some(dir.join("bmsc")),
         heartbeat_interval_s: 1,
+        key_management: None,
     })?
     .spawn(listener)?;
     println!("BM-SC        gRPC on {bmsc_addr}, Key Group {KEY_GROUP}, new MSK every 8 s");
+    // The probe is a UE: it registers over HTTP Digest and receives its MSKs
+    // in MIKEY over UDP (TS 33.246 §6.3.2).
+    let (key_management, ue) =
+        start_loopback_ue(&dir.join("ue"), bmsc.control.clone(), KEY_DOMAIN, KEY_GROUP).await?;
+    println!(
+        "UE           registered at {}, MSKs in MIKEY on {}",
+        key_management.http_addr,
+        ue.mikey_addr()
+    );
 
     let (ingest_port, egress_port) = (free_udp_port()?, free_udp_port()?);
     let config = GatewayConfig::parse(&format!(
@@ -122,16 +133,10 @@ port = {egress_port}
         IpAddr::V4(options.group),
         vec![egress_port],
         KEY_DOMAIN,
-        ProbeKeySource::Bmsc(MskClientConfig::new(
-            format!("http://{bmsc_addr}"),
-            KEY_DOMAIN,
-            vec![KEY_GROUP],
-            "demo-probe",
-        )),
+        ProbeKeySource::Ue(ue.keys()),
     );
     probe_config.interface = Some(localhost);
-    // The probe blocks while it subscribes to the BM-SC: keep it off the
-    // async workers.
+    // Socket set-up blocks: keep it off the async workers.
     let probe = tokio::task::spawn_blocking(move || start_streaming_probe(probe_config))
         .await?
         .context("starting the probe")?;
@@ -171,6 +176,8 @@ port = {egress_port}
     let report = tokio::task::spawn_blocking(move || probe.stop()).await?;
     let stats = session.stats.clone();
     gateway.stop().await;
+    ue.stop().await;
+    key_management.stop().await;
     bmsc.stop().await?;
 
     let msks_used: BTreeSet<&str> = report

@@ -20,4 +20,5 @@ pub mod probe;
 pub mod streaming;
 pub mod telemetry;
 pub mod udp;
+pub mod ue;
 pub mod units;

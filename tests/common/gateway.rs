@@ -56,6 +56,7 @@ pub fn bmsc_config(
         }),
         state_dir: Some(state_dir.to_path_buf()),
         heartbeat_interval_s: 1,
+        key_management: None,
     }
 }
 

@@ -75,6 +75,10 @@ pub struct BmscConfig {
     /// Seconds between heartbeats on idle watch streams.
     #[serde(default = "default_heartbeat_interval_s")]
     pub heartbeat_interval_s: u32,
+    /// The UE-facing Key Request and Key Distribution functions; absent: the
+    /// BM-SC serves gateways only.
+    #[serde(default)]
+    pub key_management: Option<super::key_management::KeyManagementConfig>,
 }
 
 fn default_heartbeat_interval_s() -> u32 {

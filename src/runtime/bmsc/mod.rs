@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod key_management;
 pub mod lease_book;
 pub mod msk_set;
 pub mod server;

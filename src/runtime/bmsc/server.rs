@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use super::config::{BmscConfig, GenerateConfig, KeySource, ServerTlsFiles};
+use super::key_management::{KeyManagementConfig, start_key_management};
 use super::lease_book::{GrantError, LeaseBook};
 use super::msk_set::{MskRecord, MskSet, Upsert};
 use super::proto::key_service_server::{KeyService, KeyServiceServer};
@@ -354,6 +355,17 @@ impl BmscControl {
     pub fn msks(&self) -> MskSet {
         lock(&self.shared.msks).clone()
     }
+
+    /// Every later MSK change, as the gateways' watch streams see it (the Key
+    /// Distribution function pushes the same MSKs to UEs).
+    pub fn subscribe(&self) -> broadcast::Receiver<proto::MskEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The Key Domain and Key Groups served.
+    pub fn scope(&self) -> &MskScope {
+        &self.shared.scope
+    }
 }
 
 /// A configured BM-SC, ready to serve.
@@ -362,6 +374,7 @@ pub struct Bmsc {
     tls: Option<ServerTlsConfig>,
     generate: Option<GenerateConfig>,
     listen: SocketAddr,
+    key_management: Option<KeyManagementConfig>,
 }
 
 /// A BM-SC serving in a background task (see [`Bmsc::spawn`]).
@@ -418,6 +431,7 @@ impl Bmsc {
             tls,
             generate,
             listen: config.listen,
+            key_management: config.key_management.clone(),
         })
     }
 
@@ -434,6 +448,7 @@ impl Bmsc {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
+        let control = self.control();
         let mut builder = Server::builder();
         let tls_on = self.tls.is_some();
         if let Some(tls) = self.tls {
@@ -449,6 +464,10 @@ impl Bmsc {
                 .collect(),
             None => Vec::new(),
         };
+        let key_management = match &self.key_management {
+            Some(km) => Some(start_key_management(km, control).await?),
+            None => None,
+        };
         let stopping = self.shared.stopping.clone();
         let signal = async move {
             shutdown.await;
@@ -463,6 +482,9 @@ impl Bmsc {
             .await;
         for task in rotations {
             task.abort();
+        }
+        if let Some(km) = key_management {
+            km.stop().await;
         }
         result.context("gRPC server")
     }

@@ -8,6 +8,7 @@ use crate::protocol::mikey::{
     MikeyError, MtkIdInterval, MtkReceptionState, PeekedMessage, open_mtk_message, peek_message,
 };
 use crate::runtime::bmsc::{MskClientConfig, MskRecord, MskSet};
+use crate::runtime::ue::UeKeys;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,12 +26,17 @@ pub enum ProbeKeySource {
     /// A BM-SC, watched like the gateway does: MSKs it delivers later are used
     /// as they arrive.
     Bmsc(MskClientConfig),
+    /// The MSKs of a UE agent (registration and MIKEY MSK delivery, see
+    /// [`crate::runtime::ue`]); MTK messages under an MSK it lacks are
+    /// reported to it as a missed key update.
+    Ue(UeKeys),
 }
 
 /// The MSKs the probe can open MTK messages with.
 pub(super) enum MskStore {
     Fixed(HashMap<MskId, MskRecord>),
     Watched(watch::Receiver<Arc<MskSet>>),
+    Ue(UeKeys),
 }
 
 impl MskStore {
@@ -42,6 +48,14 @@ impl MskStore {
         match self {
             Self::Fixed(map) => map.get(&msk_id).map(f),
             Self::Watched(rx) => rx.borrow().get(msk_id).map(f),
+            Self::Ue(keys) => keys.current().get(msk_id).map(f),
+        }
+    }
+
+    /// Tells a UE key source that traffic names an MSK it lacks.
+    fn report_missing(&self, msk_id: MskId) {
+        if let Self::Ue(keys) = self {
+            keys.report_missing(msk_id);
         }
     }
 }
@@ -114,6 +128,7 @@ impl MikeyReceiver {
         match opened {
             None => {
                 self.stats.missed_key += 1;
+                self.store.report_missing(ids.msk_id);
                 if self.missed.len() < MAX_MISSED_IDS && self.missed.insert(ids.msk_id) {
                     self.stats.missed_msk_ids = self
                         .missed

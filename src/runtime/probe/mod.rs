@@ -246,6 +246,13 @@ fn key_store(
             };
             Ok((MskStore::fixed(load_key_file(path, &scope)?), None))
         }
+        ProbeKeySource::Ue(keys) => {
+            anyhow::ensure!(
+                keys.key_domain_id() == config.key_domain_id,
+                "the UE's Key Domain ID differs from the probe's"
+            );
+            Ok((MskStore::Ue(keys.clone()), None))
+        }
         ProbeKeySource::Bmsc(client_config) => {
             anyhow::ensure!(
                 client_config.key_domain_id == key_domain_id,
