@@ -248,7 +248,7 @@ fn key_store(
         }
         ProbeKeySource::Ue(keys) => {
             anyhow::ensure!(
-                keys.key_domain_id() == config.key_domain_id,
+                keys.key_domain_id() == key_domain_id,
                 "the UE's Key Domain ID differs from the probe's"
             );
             Ok((MskStore::Ue(keys.clone()), None))
