@@ -322,15 +322,6 @@ impl Schedule {
         Some(Self { ops, pivot_rows })
     }
 
-    /// Row operations the schedule replays.
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
     /// Turns `d` (rows of `t` bytes, as many as the matrix had) into C,
     /// written to `c` (L rows of `t` bytes).
     pub fn apply(&self, d: &mut [u8], t: usize, c: &mut Vec<u8>) {

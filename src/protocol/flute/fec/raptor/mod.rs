@@ -477,6 +477,29 @@ mod tests {
         assert_eq!(decoded.as_deref(), Some(&data[..]));
     }
 
+    /// K = 5 with ESIs {0, 1, 3, 4, 5, 6}: K + 1 symbols whose constraint
+    /// matrix has rank 14 < L = 15 (checked with an independent model of
+    /// §5.4). The decoder must not claim the block, and must recover it
+    /// once further repair symbols arrive.
+    #[test]
+    fn rank_deficient_symbols_wait_for_more() {
+        let (k, t) = (5u32, 8usize);
+        let data = block(k as usize, t, 2);
+        let esis = [0, 1, 3, 4, 5, 6, 7, 8, 9, 10];
+        let symbols = our_symbols(k, t, &data, &esis);
+        let mut decoder = BlockDecoder::new(k, t).unwrap();
+        for (&esi, symbol) in esis[..6].iter().zip(&symbols) {
+            assert!(!decoder.push(esi, symbol));
+        }
+        assert_eq!(decoder.source(), None);
+        let more = esis[6..].iter().zip(&symbols[6..]);
+        assert!(
+            more.map(|(&esi, symbol)| decoder.push(esi, symbol))
+                .any(|done| done)
+        );
+        assert_eq!(decoder.source(), Some(&data[..]));
+    }
+
     #[test]
     fn duplicate_and_short_symbols_do_not_count() {
         let (k, t) = (6u32, 8usize);
