@@ -492,11 +492,8 @@ mod tests {
             assert!(!decoder.push(esi, symbol));
         }
         assert_eq!(decoder.source(), None);
-        let more = esis[6..].iter().zip(&symbols[6..]);
-        assert!(
-            more.map(|(&esi, symbol)| decoder.push(esi, symbol))
-                .any(|done| done)
-        );
+        let mut more = esis[6..].iter().zip(&symbols[6..]);
+        assert!(more.any(|(&esi, symbol)| decoder.push(esi, symbol)));
         assert_eq!(decoder.source(), Some(&data[..]));
     }
 
