@@ -1,6 +1,7 @@
 //! Interoperability: the `flute` crate's receiver (ypo/flute) reassembles
 //! objects from our FDT (rendered from the shipped template) and our
-//! Compact No-Code ALC packets, in memory, with its MD5 check on.
+//! Compact No-Code, Raptor and RaptorQ ALC packets, in memory, with its MD5
+//! check on.
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +12,7 @@ use flute::receiver::writer::ObjectWriterBufferBuilder;
 use md5::{Digest, Md5};
 
 use mbms_gateway::protocol::flute::fdt::{FdtFecOti, FdtFile, FdtInstance, FdtTemplate};
+use mbms_gateway::protocol::flute::fec::{FecObjectSender, FecScheme};
 use mbms_gateway::protocol::flute::object_sender::{
     FtiPolicy, ObjectKind, ObjectSender, ObjectSenderConfig,
 };
@@ -446,40 +448,22 @@ fn our_parser_reads_flute_fdt() {
     assert!(u64::from(fdt.expires) > unix + NTP_UNIX_OFFSET, "{xml}");
 }
 
-/// The `flute` crate's receiver (its RaptorQ decoder) reassembles our
-/// RaptorQ objects, announced in our FDT, with every tenth packet lost, so
-/// repair symbols are needed and used.
-#[test]
-fn flute_receiver_reassembles_our_raptorq_objects() {
-    use mbms_gateway::protocol::flute::fec::{FecObjectSender, FecScheme};
-
-    let scheme = FecScheme::RaptorQ {
-        repair_overhead: 0.25,
-    };
-    let raptorq_sender = |kind, len: usize| {
+/// Sends `objects` with `scheme` (FDT first), dropping every tenth packet
+/// but the closing one of each object of more than ten packets, and checks
+/// the `flute` crate's receiver rebuilds each object exactly (its MD5
+/// check is on). Objects of a few packets travel whole: a Raptor block of
+/// K = 5 with one repair symbol that loses ESI 2 keeps ESIs {0, 1, 3, 4,
+/// 5, 6}, whose constraint matrix has rank 14 < L = 15, so no decoder can
+/// rebuild it (see `raptor::tests::rank_deficient_symbols_wait_for_more`).
+fn assert_received_under_loss(scheme: FecScheme, objects: &[Object]) -> usize {
+    let fec_sender = |kind, len: usize| {
         let config = ObjectSenderConfig::new(TSI, kind, len as u64, MAX_PACKET);
         FecObjectSender::new(&config, scheme).unwrap()
     };
-    let one_symbol = profile_symbol_length() as usize;
-    let objects: Vec<Object> = [
-        ("http://example.com/rq/one.bin", 11, bytes(1, 7)),
-        ("http://example.com/rq/symbol.bin", 12, bytes(one_symbol, 8)),
-        ("http://example.com/rq/seg.bin", 13, bytes(3_000_001, 9)),
-    ]
-    .into_iter()
-    .map(|(location, toi, data)| Object {
-        location,
-        content_type: "application/octet-stream",
-        toi,
-        data,
-        max_source_block_length: 1024,
-    })
-    .collect();
-
     let mut session = Session::new();
-    let mut fdt = fdt_for(&objects, session.expires());
-    for (file, o) in fdt.files.iter_mut().zip(&objects) {
-        let sender = raptorq_sender(ObjectKind::File { toi: o.toi }, o.data.len());
+    let mut fdt = fdt_for(objects, session.expires());
+    for (file, o) in fdt.files.iter_mut().zip(objects) {
+        let sender = fec_sender(ObjectKind::File { toi: o.toi }, o.data.len());
         file.fec_oti = Some(FdtFecOti::from(sender.oti()));
     }
     let template = FdtTemplate::parse("3gpp-rel12.xml", TEMPLATE).unwrap();
@@ -491,21 +475,21 @@ fn flute_receiver_reassembles_our_raptorq_objects() {
         FtiPolicy::EveryPacket,
     );
     let mut lost = 0;
-    for o in &objects {
-        let mut sender = raptorq_sender(ObjectKind::File { toi: o.toi }, o.data.len());
+    for o in objects {
+        let mut sender = fec_sender(ObjectKind::File { toi: o.toi }, o.data.len());
+        let lossy = sender.packet_count() > 10;
         let mut buf = [0u8; MAX_PACKET];
         let mut n = 0;
         while let Some(len) = sender.next_packet(&o.data, &mut buf) {
             n += 1;
             // Keep the closing packet: the receiver learns the object ended.
-            if n % 10 == 3 && !sender.is_complete() {
+            if lossy && n % 10 == 3 && !sender.is_complete() {
                 lost += 1;
                 continue;
             }
             all.push(buf[..len.unwrap()].to_vec());
         }
     }
-    assert!(lost > 250);
     for pkt in &all {
         session
             .receiver
@@ -516,7 +500,7 @@ fn flute_receiver_reassembles_our_raptorq_objects() {
 
     let received = session.writer.objects.borrow();
     assert_eq!(received.len(), objects.len());
-    for o in &objects {
+    for o in objects {
         let got = received
             .iter()
             .find(|r| r.borrow().meta.content_location == o.location)
@@ -525,4 +509,60 @@ fn flute_receiver_reassembles_our_raptorq_objects() {
         assert!(got.complete && !got.error, "{}", o.location);
         assert!(got.data == o.data, "{}: data differs", o.location);
     }
+    lost
+}
+
+/// A small object of `smallest` bytes, one of a full symbol, one of ~3 MB
+/// (three source blocks of about 716 symbols).
+fn fec_objects(locations: [&'static str; 3], toi: u128, smallest: usize) -> Vec<Object> {
+    let one_symbol = profile_symbol_length() as usize;
+    [
+        (locations[0], toi, bytes(smallest, 7)),
+        (locations[1], toi + 1, bytes(one_symbol, 8)),
+        (locations[2], toi + 2, bytes(3_000_001, 9)),
+    ]
+    .into_iter()
+    .map(|(location, toi, data)| Object {
+        location,
+        content_type: "application/octet-stream",
+        toi,
+        data,
+        max_source_block_length: 1024,
+    })
+    .collect()
+}
+
+/// The `flute` crate's receiver (its RaptorQ decoder) reassembles our
+/// RaptorQ objects, announced in our FDT, with every tenth packet lost, so
+/// repair symbols are needed and used.
+#[test]
+fn flute_receiver_reassembles_our_raptorq_objects() {
+    let scheme = FecScheme::RaptorQ {
+        repair_overhead: 0.25,
+    };
+    let locations = [
+        "http://example.com/rq/one.bin",
+        "http://example.com/rq/symbol.bin",
+        "http://example.com/rq/seg.bin",
+    ];
+    let lost = assert_received_under_loss(scheme, &fec_objects(locations, 11, 1));
+    assert!(lost > 250);
+}
+
+/// The same with Raptor (FEC Encoding ID 1): the crate reads our RFC 5053
+/// EXT_FTI and Payload IDs and its Raptor decoder (the `raptor-code`
+/// crate) repairs the losses from our repair symbols. The small object
+/// has the smallest size Raptor codes, four bytes in four 1-byte symbols.
+#[test]
+fn flute_receiver_reassembles_our_raptor_objects() {
+    let scheme = FecScheme::Raptor {
+        repair_overhead: 0.25,
+    };
+    let locations = [
+        "http://example.com/r10/four.bin",
+        "http://example.com/r10/symbol.bin",
+        "http://example.com/r10/seg.bin",
+    ];
+    let lost = assert_received_under_loss(scheme, &fec_objects(locations, 21, 4));
+    assert!(lost > 250);
 }

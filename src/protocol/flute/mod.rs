@@ -1,6 +1,6 @@
 //! FLUTE (RFC 3926, as profiled by TS 26.346 §7) on ALC (RFC 5775) and LCT
 //! (RFC 5651): header codecs, FEC Object Transmission Information, block
-//! partitioning, the Compact No-Code packetizer, RaptorQ FEC (`fec`), the
+//! partitioning, the Compact No-Code packetizer, Raptor and RaptorQ FEC (`fec`), the
 //! FDT-Instance model, TOI allocation and the download-session carousel (which
 //! FDT and object go next).
 //!
@@ -57,6 +57,12 @@ pub enum FluteError {
     SymbolAlignment { symbol_length: u16, alignment: u8 },
     #[error("repair overhead {0} is not a finite fraction in 0..=10")]
     RepairOverhead(String),
+    #[error("{scheme} needs at least {min} source symbols per block; {symbols} is too few")]
+    TooFewSourceSymbols {
+        scheme: &'static str,
+        symbols: u64,
+        min: u64,
+    },
     #[error("{what} {value} exceeds the {scheme} limit {limit}")]
     SchemeLimit {
         scheme: &'static str,

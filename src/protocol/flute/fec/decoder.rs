@@ -1,7 +1,8 @@
 //! Object reconstruction from received ALC packets (probe side): symbols are
 //! placed by their FEC Payload ID under the object's OTI; No-Code blocks are
-//! complete when every source symbol arrived, RaptorQ blocks when the
-//! `raptorq` crate's block decoder recovers them from any K-ish symbols.
+//! complete when every source symbol arrived, Raptor and RaptorQ blocks when
+//! their block decoder (our RFC 5053 one, the `raptorq` crate's) recovers
+//! them from any K-ish symbols.
 //!
 //! Every input is checked before it reaches the codec (OTI limits, SBN, ESI,
 //! symbol length), so wire data can never make it panic, and the object's
@@ -16,6 +17,7 @@ use super::super::FluteError;
 use super::super::alc::AlcPacket;
 use super::super::oti::{FecPayloadId, Oti, SchemeOti};
 use super::super::partition::BlockPartition;
+use super::raptor::{BlockDecoder, RaptorLayout};
 use super::raptorq::RaptorQLayout;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -47,12 +49,14 @@ enum BlockState {
         missing: u64,
     },
     Decoding(Box<SourceBlockDecoder>),
+    Raptor(Box<BlockDecoder>),
     Done,
 }
 
 #[derive(Debug)]
 enum Scheme {
     CompactNoCode,
+    Raptor,
     RaptorQ(RaptorQLayout),
 }
 
@@ -91,9 +95,7 @@ impl ObjectDecoder {
                 let layout = RaptorQLayout::from_oti(oti)?;
                 (Scheme::RaptorQ(layout), layout.partition)
             }
-            SchemeOti::Raptor { .. } => {
-                return Err(FluteError::UnsupportedFec(oti.encoding_id() as u8).into());
-            }
+            SchemeOti::Raptor { .. } => (Scheme::Raptor, RaptorLayout::from_oti(oti)?.partition),
         };
         let blocks = (0..partition.blocks)
             .map(|sbn| {
@@ -104,6 +106,9 @@ impl ObjectDecoder {
                         have: vec![false; k as usize],
                         missing: k,
                     },
+                    // The layout keeps K within 4..=8192, so the decoder exists.
+                    Scheme::Raptor => BlockDecoder::new(k as u32, oti.symbol_length.into())
+                        .map_or(BlockState::Done, |d| BlockState::Raptor(Box::new(d))),
                     Scheme::RaptorQ(layout) => {
                         BlockState::Decoding(Box::new(SourceBlockDecoder::new(
                             sbn as u8,
@@ -170,16 +175,18 @@ impl ObjectDecoder {
                 }
                 Ok(())
             }
-            BlockState::Decoding(decoder) => {
-                // RaptorQ symbols are always T bytes (the last source symbol padded).
-                if symbol.len() as u64 != t {
-                    return Err(FecDecodeError::SymbolLength {
-                        sbn,
-                        esi,
-                        expected: t as usize,
-                        got: symbol.len(),
-                    });
+            BlockState::Raptor(decoder) => {
+                check_full_symbol(sbn, esi, symbol, t)?;
+                if decoder.push(esi, symbol) {
+                    let block = decoder.source().unwrap_or_default();
+                    let end = (start + block.len()).min(self.data.len());
+                    self.data[start..end].copy_from_slice(&block[..end - start]);
+                    *state = BlockState::Done;
                 }
+                Ok(())
+            }
+            BlockState::Decoding(decoder) => {
+                check_full_symbol(sbn, esi, symbol, t)?;
                 let packet = EncodingPacket::new(PayloadId::new(sbn as u8, esi), symbol.to_vec());
                 if let Some(block) = decoder.decode(iter::once(packet)) {
                     let end = (start + block.len()).min(self.data.len());
@@ -228,6 +235,20 @@ impl ObjectDecoder {
     pub fn is_raptorq(&self) -> bool {
         matches!(self.scheme, Scheme::RaptorQ(_))
     }
+}
+
+/// Raptor and RaptorQ symbols are always T bytes (the last source symbol
+/// padded).
+fn check_full_symbol(sbn: u32, esi: u32, symbol: &[u8], t: u64) -> Result<(), FecDecodeError> {
+    if symbol.len() as u64 != t {
+        return Err(FecDecodeError::SymbolLength {
+            sbn,
+            esi,
+            expected: t as usize,
+            got: symbol.len(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -282,6 +303,27 @@ mod tests {
                 Ok(data) => prop_assert_eq!(data.len() as u64, oti.transfer_length),
                 Err(e) => prop_assert_eq!(e, FecDecodeError::Incomplete(missing)),
             }
+        }
+
+        /// Symbols of the right length for a valid Raptor OTI, with random
+        /// content and ESIs: decoding is attempted on nonsense and must
+        /// either fail or produce some block, never panic.
+        #[test]
+        fn garbage_raptor_symbols_never_panic(
+            f in 4u64..4000, words in 1u16..16, z in 1u16..4,
+            symbols in proptest::collection::vec((0u32..4, prop_oneof![0u32..300, any::<u16>().prop_map(u32::from)], any::<u8>()), 0..200),
+        ) {
+            let t = words * 4;
+            let oti = Oti {
+                transfer_length: f,
+                symbol_length: t,
+                scheme: SchemeOti::Raptor { source_blocks: z, sub_blocks: 1, alignment: 4 },
+            };
+            let Ok(mut decoder) = ObjectDecoder::new(&oti, 1 << 20) else { return Ok(()) };
+            for (sbn, esi, fill) in symbols {
+                let _ = decoder.push(FecPayloadId { sbn, esi }, &vec![fill; usize::from(t)]);
+            }
+            let _ = decoder.finish();
         }
 
         /// Symbols of the right length for a valid RaptorQ OTI, with random
@@ -343,18 +385,23 @@ mod tests {
                 got: 999
             })
         );
+        // Sub-blocking (N > 1) is not decoded; the project sends N = 1.
         let raptor = Oti {
             scheme: SchemeOti::Raptor {
                 source_blocks: 1,
-                sub_blocks: 1,
+                sub_blocks: 2,
                 alignment: 4,
             },
             ..no_code
         };
-        assert_eq!(
+        assert!(matches!(
             ObjectDecoder::new(&raptor, 5000).unwrap_err(),
-            FecDecodeError::Oti(FluteError::UnsupportedFec(1))
-        );
+            FecDecodeError::Oti(FluteError::SchemeLimit {
+                scheme: "Raptor",
+                what: "sub-block count",
+                ..
+            })
+        ));
         let rq = Oti {
             scheme: SchemeOti::RaptorQ {
                 source_blocks: 1,

@@ -4,20 +4,16 @@
 //! (systematic: the object bytes themselves, the last symbol zero-padded to T)
 //! followed by ⌈K·overhead⌉ repair symbols with ESIs K, K+1, … (§4.4.2).
 //!
-//! Streaming: the caller feeds source symbols in object order as with the
-//! No-Code sender; only the current block (K·T bytes) is held, and its repair
-//! symbols are computed by the `raptorq` crate when its last source symbol
-//! arrives. Repair packets ask for no object bytes (their range is empty).
+//! The sending itself is the shared [`SystematicSender`]; this module gives
+//! it the RaptorQ layout and the `raptorq` crate's block encoder.
 
-use raptorq::{EncodingPacket, ObjectTransmissionInformation, SourceBlockEncoder};
+use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
 
 use super::super::FluteError;
-use super::super::object_sender::{
-    ObjectSenderConfig, PacketTemplate, SymbolRequest, check_payload_id_range, check_symbol_len,
-    object_slice,
-};
-use super::super::oti::{FecEncodingId, FecPayloadId, Oti, SchemeOti};
+use super::super::object_sender::ObjectSenderConfig;
+use super::super::oti::{Oti, SchemeOti};
 use super::super::partition::BlockPartition;
+use super::systematic::{RepairEncoder, SystematicSender};
 
 /// Al: symbols are whole 32-bit words, the alignment RFC 6330 §4.3 uses in
 /// its example derivation and that receivers expect.
@@ -31,10 +27,6 @@ pub const MAX_TRANSFER_LENGTH: u64 = 942_574_504_275;
 
 /// Z is an 8-bit field (RFC 6330 §3.3.3).
 pub const MAX_SOURCE_BLOCKS: u64 = 255;
-
-/// Repair overhead resolution: the fraction is kept in parts per million so
-/// that e.g. 0.1 means exactly K/10 (an `f32` 0.1 is slightly above it).
-const PPM: u64 = 1_000_000;
 
 /// The validated OTI of a RaptorQ object with its partition and the
 /// `raptorq` crate's view of it.
@@ -156,198 +148,50 @@ impl RaptorQLayout {
     }
 }
 
-/// Repair symbols of a block of `k` source symbols: ⌈k · ppm / 10⁶⌉.
-fn repair_count(k: u64, overhead_ppm: u64) -> u64 {
-    (k * overhead_ppm).div_ceil(PPM)
-}
-
-fn overhead_ppm(repair_overhead: f32) -> Result<u64, FluteError> {
-    if !repair_overhead.is_finite() || !(0.0..=10.0).contains(&repair_overhead) {
-        return Err(FluteError::RepairOverhead(repair_overhead.to_string()));
-    }
-    Ok((f64::from(repair_overhead) * PPM as f64).round() as u64)
-}
-
+/// RaptorQ's [`RepairEncoder`]: the `raptorq` crate's block encoder.
 #[derive(Debug, Clone)]
-pub struct RaptorQSender {
+pub struct RaptorQEncoder {
     layout: RaptorQLayout,
     crate_oti: ObjectTransmissionInformation,
-    template: PacketTemplate,
-    overhead_ppm: u64,
-    /// Position of the next packet: ESI < K is a source symbol, K.. repair.
-    sbn: u64,
-    esi: u64,
-    /// Object offset of the next source symbol.
-    offset: u64,
-    sent: u64,
-    /// Source symbols of the current block, zero-padded to K·T.
-    block: Vec<u8>,
-    /// Repair symbols of the current block, once its source symbols are in.
-    repair: Vec<EncodingPacket>,
 }
 
-impl RaptorQSender {
+impl RepairEncoder for RaptorQEncoder {
+    fn encode_repair(&mut self, sbn: u64, block: &[u8], count: u64, out: &mut Vec<u8>) {
+        let encoder = SourceBlockEncoder::new(sbn as u8, &self.crate_oti, block);
+        for packet in encoder.repair_packets(0, count as u32) {
+            out.extend_from_slice(packet.data());
+        }
+    }
+}
+
+/// The RaptorQ object sender.
+pub type RaptorQSender = SystematicSender<RaptorQEncoder>;
+
+impl SystematicSender<RaptorQEncoder> {
     /// `config.max_source_block_length` is B, `config.symbol_length` T (a
     /// multiple of [`SYMBOL_ALIGNMENT`]); `repair_overhead` is the fraction
     /// of K sent as repair symbols per block (0.25 → ⌈K/4⌉).
     pub fn new(config: &ObjectSenderConfig, repair_overhead: f32) -> Result<Self, FluteError> {
-        let overhead_ppm = overhead_ppm(repair_overhead)?;
         let layout = RaptorQLayout::for_object(
             config.transfer_length,
             config.symbol_length,
             config.max_source_block_length,
         )?;
-        let template = PacketTemplate::new(config, &layout.oti)?;
-        let p = &layout.partition;
-        check_payload_id_range(FecEncodingId::RaptorQ, p)?;
-        let (_, max_esi) = FecPayloadId::limits(FecEncodingId::RaptorQ);
-        let largest_esi = p.large_block_len + repair_count(p.large_block_len, overhead_ppm);
-        if largest_esi > u64::from(max_esi) + 1 {
-            return Err(FluteError::PayloadIdOverflow {
-                what: "repair symbol ID",
-                value: largest_esi - 1,
-                limit: max_esi.into(),
-            });
-        }
-        let block_capacity = layout.padded_block_len(0).unwrap_or(0);
-        Ok(Self {
-            crate_oti: layout.crate_oti(),
+        let encoder = RaptorQEncoder {
             layout,
-            template,
-            overhead_ppm,
-            sbn: 0,
-            esi: 0,
-            offset: 0,
-            sent: 0,
-            block: Vec::with_capacity(block_capacity),
-            repair: Vec::new(),
-        })
-    }
-
-    pub fn oti(&self) -> &Oti {
-        &self.layout.oti
+            crate_oti: layout.crate_oti(),
+        };
+        Self::with_encoder(
+            config,
+            layout.oti,
+            layout.partition,
+            repair_overhead,
+            encoder,
+        )
     }
 
     pub fn layout(&self) -> &RaptorQLayout {
-        &self.layout
-    }
-
-    /// Repair symbols sent for source block `sbn`.
-    pub fn repair_symbols(&self, sbn: u64) -> Option<u64> {
-        Some(repair_count(
-            self.layout.partition.block_len(sbn)?,
-            self.overhead_ppm,
-        ))
-    }
-
-    /// Packets of one pass: K + repair per block; one empty packet for an
-    /// empty object.
-    pub fn packet_count(&self) -> u64 {
-        let p = &self.layout.partition;
-        let per_block = |k| k + repair_count(k, self.overhead_ppm);
-        let total = p.large_blocks * per_block(p.large_block_len)
-            + (p.blocks - p.large_blocks) * per_block(p.small_block_len);
-        total.max(1)
-    }
-
-    pub fn packets_sent(&self) -> u64 {
-        self.sent
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.sent >= self.packet_count()
-    }
-
-    /// Starts another pass (carousel); repair symbols are recomputed.
-    pub fn rewind(&mut self) {
-        self.sbn = 0;
-        self.esi = 0;
-        self.offset = 0;
-        self.sent = 0;
-        self.block.clear();
-        self.repair.clear();
-    }
-
-    fn block_len(&self) -> u64 {
-        self.layout.partition.block_len(self.sbn).unwrap_or(0)
-    }
-
-    /// The next packet's symbol. A source symbol's range is the object bytes
-    /// it carries; a repair symbol's range is empty (at the current offset).
-    pub fn next_symbol(&self) -> Option<SymbolRequest> {
-        if self.is_complete() {
-            return None;
-        }
-        let end = if self.esi < self.block_len() {
-            (self.offset + u64::from(self.layout.oti.symbol_length))
-                .min(self.layout.oti.transfer_length)
-        } else {
-            self.offset
-        };
-        Some(SymbolRequest {
-            sbn: self.sbn as u32,
-            esi: self.esi as u32,
-            range: self.offset..end,
-        })
-    }
-
-    /// Writes the packet for [`Self::next_symbol`], given exactly the bytes
-    /// of its range (nothing for a repair symbol). The call that takes the
-    /// last source symbol of a block also encodes the block's repair symbols.
-    pub fn write_packet(&mut self, symbol: &[u8], out: &mut [u8]) -> Result<usize, FluteError> {
-        let request = self.next_symbol().ok_or(FluteError::ObjectComplete)?;
-        check_symbol_len(&request, symbol)?;
-        let id = FecPayloadId {
-            sbn: request.sbn,
-            esi: request.esi,
-        };
-        let last = self.sent + 1 == self.packet_count();
-        let k = self.block_len();
-        let len = if self.esi < k {
-            let t = usize::from(self.layout.oti.symbol_length);
-            let at = self.block.len();
-            self.block.extend_from_slice(symbol);
-            self.block.resize(at + t, 0);
-            self.template.write(id, last, &self.block[at..], out)?
-        } else if k == 0 {
-            // The empty object: one packet without a symbol.
-            self.template.write(id, last, &[], out)?
-        } else {
-            let repair = self
-                .repair
-                .get((self.esi - k) as usize)
-                .ok_or(FluteError::ObjectComplete)?;
-            self.template.write(id, last, repair.data(), out)?
-        };
-        self.advance(request.range.end, k);
-        Ok(len)
-    }
-
-    /// For objects in memory: takes the next symbol from `object`.
-    pub fn next_packet(
-        &mut self,
-        object: &[u8],
-        out: &mut [u8],
-    ) -> Option<Result<usize, FluteError>> {
-        let request = self.next_symbol()?;
-        Some(object_slice(object, &request.range).and_then(|symbol| self.write_packet(symbol, out)))
-    }
-
-    fn advance(&mut self, offset: u64, k: u64) {
-        self.offset = offset;
-        self.sent += 1;
-        self.esi += 1;
-        let repair = repair_count(k, self.overhead_ppm);
-        if self.esi == k && repair > 0 {
-            let encoder = SourceBlockEncoder::new(self.sbn as u8, &self.crate_oti, &self.block);
-            self.repair = encoder.repair_packets(0, repair as u32);
-        }
-        if self.esi >= k + repair {
-            self.sbn += 1;
-            self.esi = 0;
-            self.block.clear();
-            self.repair.clear();
-        }
+        &self.encoder().layout
     }
 }
 
@@ -603,7 +447,7 @@ mod tests {
             let mut out = Vec::new();
             while let Some(len) = sender.next_packet(&data, &mut buf) {
                 out.push(buf[..len.unwrap()].to_vec());
-                assert!(sender.block.capacity() <= block_bytes);
+                assert!(sender.block_capacity() <= block_bytes);
             }
             out
         };
@@ -614,16 +458,6 @@ mod tests {
         );
         sender.rewind();
         assert!(pass(&mut sender) == first);
-    }
-
-    #[test]
-    fn overhead_is_exact_in_parts_per_million() {
-        let ppm = overhead_ppm(0.1).unwrap();
-        assert_eq!(ppm, 100_000);
-        assert_eq!(repair_count(10, ppm), 1);
-        assert_eq!(repair_count(11, ppm), 2);
-        assert_eq!(repair_count(1, overhead_ppm(0.25).unwrap()), 1);
-        assert_eq!(repair_count(7, overhead_ppm(0.0).unwrap()), 0);
     }
 
     proptest! {
