@@ -271,12 +271,25 @@ carousel = { repetitions = 2 }"#,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raptorq_at_25_percent_overhead_delivers_through_10_percent_loss() {
+    fec_recovers_loss("raptorq", Ipv4Addr::new(239, 255, 40, 3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raptor_at_25_percent_overhead_delivers_through_10_percent_loss() {
+    fec_recovers_loss("raptor", Ipv4Addr::new(239, 255, 40, 6)).await;
+}
+
+/// Each object is sent once with 25% repair symbols while the probe loses
+/// 10% of the packets at random; the FDT goes out in several copies.
+async fn fec_recovers_loss(scheme: &str, group: Ipv4Addr) {
     let run = start(
-        "download-raptorq-loss",
-        Ipv4Addr::new(239, 255, 40, 3),
-        r#"bitrate = "100Mbit"
-fec = { scheme = "raptorq", repair_overhead = 0.25, max_source_block_length = 64 }
-carousel = { repetitions = 1, fdt_copies = 8 }"#,
+        &format!("download-{scheme}-loss"),
+        group,
+        &format!(
+            r#"bitrate = "100Mbit"
+fec = {{ scheme = "{scheme}", repair_overhead = 0.25, max_source_block_length = 64 }}
+carousel = {{ repetitions = 1, fdt_copies = 8 }}"#
+        ),
     )
     .await;
     let probe = run.probe(0.10);

@@ -95,6 +95,8 @@ pub enum FecKind {
     /// Compact No-Code (FEC Encoding ID 0): source symbols only.
     #[default]
     NoCode,
+    /// Raptor (FEC Encoding ID 1, RFC 5053), the scheme TS 26.346 mandates.
+    Raptor,
     /// RaptorQ (FEC Encoding ID 6, RFC 6330).
     Raptorq,
 }
@@ -131,6 +133,7 @@ impl FecSettings {
         let repair_overhead = self.repair_overhead;
         match self.scheme {
             FecKind::NoCode => FecScheme::CompactNoCode,
+            FecKind::Raptor => FecScheme::Raptor { repair_overhead },
             FecKind::Raptorq => FecScheme::RaptorQ { repair_overhead },
         }
     }
