@@ -9,8 +9,8 @@ use mbms_gateway::runtime::bmsc::{ClientStatus, ConnectionState};
 use mbms_gateway::runtime::egress::{Egress, EgressKind};
 use mbms_gateway::runtime::metrics::names::{self, MetricType, label};
 use mbms_gateway::runtime::metrics::{
-    self, BmscMetrics, BmscRpc, BmscState, DropReason, EgressLabel, EgressMetrics, LabelValue,
-    MikeyTransport, RpcFailure, SessionMetrics,
+    self, BmscMetrics, BmscRpc, BmscState, DropReason, EgressLabel, EgressMetrics, GatewayMetrics,
+    LabelValue, MikeyTransport, ReloadResult, RpcFailure, SessionKind, SessionMetrics,
 };
 use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use prometheus_parse::{LineInfo, Sample, Scrape, Value};
@@ -308,6 +308,7 @@ async fn every_series_is_declared_and_labels_are_bounded() {
     session.fdt_instance_sent();
     let _egress = EgressMetrics::new("labels-tv2");
     let _bmsc = BmscMetrics::new();
+    let _gateway = GatewayMetrics::new();
     let scrape = scrape(server.local_addr()).await;
 
     let mut allowed_values: BTreeSet<&str> = CONFIGURED_NAMES.iter().copied().collect();
@@ -317,6 +318,8 @@ async fn every_series_is_declared_and_labels_are_bounded() {
     allowed_values.extend(BmscState::ALL.iter().map(|v| v.as_str()));
     allowed_values.extend(BmscRpc::ALL.iter().map(|v| v.as_str()));
     allowed_values.extend(RpcFailure::ALL.iter().map(|v| v.as_str()));
+    allowed_values.extend(ReloadResult::ALL.iter().map(|v| v.as_str()));
+    allowed_values.extend(SessionKind::ALL.iter().map(|v| v.as_str()));
     allowed_values.insert(env!("CARGO_PKG_VERSION"));
 
     let mut seen = BTreeSet::new();

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bmsc;
 pub mod config;
+pub mod config_lines;
 pub mod demo;
 pub mod durable;
 pub mod egress;
@@ -14,6 +15,9 @@ pub mod journal;
 pub mod metrics;
 pub mod mtk_keys;
 pub mod probe;
+pub mod reload;
+pub mod sd_notify;
+pub mod service;
 pub mod streaming;
 pub mod telemetry;
 pub mod udp;

@@ -2,49 +2,63 @@
 //! plain atomics; a scrape hook copies them into the exporter, so a scrape costs
 //! the data path nothing. Readiness (design §3): every session on air with a
 //! valid MSK, every egress thread alive, the BM-SC reachable.
+//!
+//! After a reload, [`GatewayTelemetry::sync`] follows the sessions: checks of
+//! removed sessions go, started and restarted ones are watched.
 
 use super::admin::Readiness;
 use super::bmsc::ConnectionState;
-use super::config::GatewayConfig;
+use super::egress::EgressStats;
 use super::gateway::Gateway;
 use super::metrics::{
-    BmscMetrics, EgressMetrics, InputMetrics, Metrics, ScrapeHook, SessionMetrics,
+    BmscMetrics, EgressMetrics, GatewayMetrics, InputMetrics, Metrics, ScrapeHook, SessionKind,
+    SessionMetrics,
 };
-use super::streaming::SessionState;
+use super::streaming::{SessionState, SessionStats, StreamingHandle};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Registers the gateway's metrics and readiness checks; metrics stay current
-/// while the returned hook lives.
+/// The metric handles of one streaming session and the counters they copy.
+struct WatchedSession {
+    name: String,
+    session: SessionMetrics,
+    inputs: Vec<InputMetrics>,
+    egress: EgressMetrics,
+    stats: Arc<SessionStats>,
+    egress_stats: Arc<EgressStats>,
+}
+
+impl WatchedSession {
+    fn observe(&self) {
+        self.session.observe_streaming(&self.stats);
+        for (i, input) in self.inputs.iter().enumerate() {
+            input.observe(
+                self.stats.ingest_packets[i].load(Ordering::Relaxed),
+                self.stats.ingest_bytes[i].load(Ordering::Relaxed),
+            );
+        }
+        self.egress.observe(&self.egress_stats);
+    }
+}
+
+/// Keeps a gateway's metrics and readiness checks current while it lives.
+pub struct GatewayTelemetry {
+    readiness: Readiness,
+    gateway_metrics: GatewayMetrics,
+    sessions: Arc<Mutex<Vec<WatchedSession>>>,
+    _hook: ScrapeHook,
+}
+
+fn readiness_name(session: &str) -> String {
+    format!("session {session}")
+}
+
+/// Registers the gateway's metrics and readiness checks.
 pub fn watch_gateway(
     gateway: &Gateway,
-    config: &GatewayConfig,
     metrics: &Metrics,
     readiness: &Readiness,
-) -> ScrapeHook {
-    let mut sessions = Vec::new();
-    for (handle, session) in gateway.streaming.iter().zip(&config.streaming) {
-        let inputs: Vec<InputMetrics> = session
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| InputMetrics::new(&session.name, &f.label(i)))
-            .collect();
-        sessions.push((
-            SessionMetrics::new(&session.name),
-            inputs,
-            EgressMetrics::new(&session.name),
-            handle.stats.clone(),
-            handle.egress_stats.clone(),
-        ));
-        let state = handle.state.clone();
-        readiness.probe(format!("session {}", session.name), move || {
-            match &*state.borrow() {
-                SessionState::OnAir { .. } => Ok(()),
-                SessionState::Starting => Err("starting: no MTK yet".into()),
-                SessionState::Halted { reason } => Err(reason.clone()),
-            }
-        });
-    }
+) -> GatewayTelemetry {
     let status = gateway.client.status();
     readiness.probe("bmsc", move || match &status.borrow().connection {
         ConnectionState::Connected => Ok(()),
@@ -60,28 +74,99 @@ pub fn watch_gateway(
         )),
         ConnectionState::Failed { reason } => Err(reason.clone()),
     });
-    let egress_alive = gateway.egress_liveness();
-    readiness.probe("egress threads", move || {
-        if egress_alive() {
-            Ok(())
-        } else {
-            Err("an egress sender thread stopped".into())
-        }
-    });
 
+    let sessions: Arc<Mutex<Vec<WatchedSession>>> = Arc::default();
     let bmsc = BmscMetrics::new();
     let status = gateway.client.status();
-    metrics.on_scrape(move || {
-        bmsc.observe(&status.borrow());
-        for (session, inputs, egress, stats, egress_stats) in &sessions {
-            session.observe_streaming(stats);
-            for (i, input) in inputs.iter().enumerate() {
-                input.observe(
-                    stats.ingest_packets[i].load(Ordering::Relaxed),
-                    stats.ingest_bytes[i].load(Ordering::Relaxed),
-                );
+    let hook = {
+        let sessions = sessions.clone();
+        metrics.on_scrape(move || {
+            bmsc.observe(&status.borrow());
+            for session in lock(&sessions).iter() {
+                session.observe();
             }
-            egress.observe(egress_stats);
+        })
+    };
+    let telemetry = GatewayTelemetry {
+        readiness: readiness.clone(),
+        gateway_metrics: GatewayMetrics::new(),
+        sessions,
+        _hook: hook,
+    };
+    telemetry.sync(gateway);
+    telemetry
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl GatewayTelemetry {
+    /// The process-wide metrics (reload results, session counts).
+    pub fn gateway_metrics(&self) -> &GatewayMetrics {
+        &self.gateway_metrics
+    }
+
+    /// Follows the gateway's sessions: drops what is gone, watches what is
+    /// new (a restarted session is a new handle with new counters).
+    pub fn sync(&self, gateway: &Gateway) {
+        let mut watched = lock(&self.sessions);
+        let current = |w: &WatchedSession| {
+            gateway
+                .streaming
+                .iter()
+                .any(|h| h.name == w.name && Arc::ptr_eq(&h.stats, &w.stats))
+        };
+        for gone in watched.iter().filter(|w| !current(w)) {
+            self.readiness.remove(&readiness_name(&gone.name));
         }
-    })
+        watched.retain(current);
+        for handle in &gateway.streaming {
+            if !watched.iter().any(|w| Arc::ptr_eq(&w.stats, &handle.stats)) {
+                watched.push(self.watch(gateway, handle));
+            }
+        }
+        let alive = gateway.egress_liveness();
+        self.readiness.probe("egress threads", move || {
+            if alive() {
+                Ok(())
+            } else {
+                Err("an egress sender thread stopped".into())
+            }
+        });
+        self.gateway_metrics
+            .sessions(SessionKind::Streaming, gateway.streaming.len());
+    }
+
+    fn watch(&self, gateway: &Gateway, handle: &StreamingHandle) -> WatchedSession {
+        let name = handle.name.clone();
+        let inputs = gateway
+            .config()
+            .streaming
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| {
+                s.flows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| InputMetrics::new(&name, &f.label(i)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let state = handle.state.clone();
+        self.readiness
+            .probe(readiness_name(&name), move || match &*state.borrow() {
+                SessionState::OnAir { .. } => Ok(()),
+                SessionState::Starting => Err("starting: no MTK yet".into()),
+                SessionState::Halted { reason } => Err(reason.clone()),
+            });
+        WatchedSession {
+            session: SessionMetrics::new(&name),
+            inputs,
+            egress: EgressMetrics::new(&name),
+            stats: handle.stats.clone(),
+            egress_stats: handle.egress_stats.clone(),
+            name,
+        }
+    }
 }

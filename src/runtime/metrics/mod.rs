@@ -7,9 +7,10 @@ pub mod handles;
 pub mod labels;
 pub mod names;
 
-pub use handles::{BmscMetrics, EgressMetrics, InputMetrics, SessionMetrics};
+pub use handles::{BmscMetrics, EgressMetrics, GatewayMetrics, InputMetrics, SessionMetrics};
 pub use labels::{
-    BmscRpc, BmscState, DropReason, EgressLabel, LabelValue, MikeyTransport, RpcFailure,
+    BmscRpc, BmscState, DropReason, EgressLabel, LabelValue, MikeyTransport, ReloadResult,
+    RpcFailure, SessionKind,
 };
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};

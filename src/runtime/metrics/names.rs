@@ -24,11 +24,14 @@ pub mod label {
     pub const REASON: &str = "reason";
     pub const TRANSPORT: &str = "transport";
     pub const STATE: &str = "state";
+    pub const RESULT: &str = "result";
     /// Only on [`super::BUILD_INFO`]: the crate version.
     pub const VERSION: &str = "version";
 
     /// Every label key in use.
-    pub const ALL: [&str; 7] = [SESSION, INPUT, KIND, REASON, TRANSPORT, STATE, VERSION];
+    pub const ALL: [&str; 8] = [
+        SESSION, INPUT, KIND, REASON, TRANSPORT, STATE, RESULT, VERSION,
+    ];
 }
 
 /// How a metric is exported.
@@ -50,7 +53,7 @@ pub struct MetricDef {
     pub help: &'static str,
 }
 
-use label::{INPUT, KIND, REASON, SESSION, STATE, TRANSPORT, VERSION};
+use label::{INPUT, KIND, REASON, RESULT, SESSION, STATE, TRANSPORT, VERSION};
 
 /// Pacing error of one packet: how long after its due time it left. A paced
 /// stream at a few Mbit/s has inter-packet gaps of about 1 ms, so the buckets
@@ -210,6 +213,20 @@ pub const BMSC_REJECTED_ANSWERS: MetricDef = MetricDef {
     help: "BM-SC answers the gateway refused after validation.",
 };
 
+pub const CONFIG_RELOADS: MetricDef = MetricDef {
+    name: name!("config_reloads_total"),
+    kind: MetricType::Counter,
+    labels: &[RESULT],
+    help: "Configuration reloads (SIGHUP), by result (applied; partial: some sessions failed to start; refused: invalid or not reloadable, the running configuration stays).",
+};
+
+pub const SESSIONS: MetricDef = MetricDef {
+    name: name!("sessions"),
+    kind: MetricType::Gauge,
+    labels: &[KIND],
+    help: "Sessions running, by kind (streaming, download).",
+};
+
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: name!("build_info"),
     kind: MetricType::Gauge,
@@ -239,6 +256,8 @@ pub const ALL: &[MetricDef] = &[
     BMSC_RPC_DURATION,
     BMSC_RPC_ERRORS,
     BMSC_REJECTED_ANSWERS,
+    CONFIG_RELOADS,
+    SESSIONS,
     BUILD_INFO,
 ];
 
