@@ -225,6 +225,16 @@ async fn a_stream_runs_through_reloads_without_loss() {
     })
     .await;
     let removed_after_reload = removed_srtp.count();
+    let (_, metrics) = get(admin, "/metrics").unwrap();
+    let value =
+        |series: &str| sample(&metrics, series).unwrap_or_else(|| panic!("no sample {series}"));
+    assert_eq!(value("mbms_gateway_sessions{kind=\"streaming\"}"), 2.0);
+    // The BM-SC issued the MSKs with 7200 s of life and MTK IDs up to 0xFFFF.
+    let left = value("mbms_gateway_msk_validity_remaining_seconds{session=\"keep\"}");
+    assert!((3600.0..=7200.0).contains(&left), "{left}");
+    let ids = value("mbms_gateway_msk_validity_remaining_mtk_ids{session=\"added\"}");
+    assert!((0xff00 as f64..0xffff as f64).contains(&ids), "{ids}");
+    assert!(value("mbms_gateway_bmsc_rpc_duration_seconds_count{kind=\"lease_mtk_ids\"}") >= 3.0);
 
     // An invalid file is refused; everything keeps running.
     std::fs::write(&config, "state_dir = \"/x\"\nbogus = 1\n").unwrap();

@@ -8,6 +8,7 @@
 
 use super::admin::Readiness;
 use super::bmsc::ConnectionState;
+use super::bmsc::MskSet;
 use super::egress::EgressStats;
 use super::gateway::Gateway;
 use super::metrics::{
@@ -17,6 +18,8 @@ use super::metrics::{
 use super::streaming::{SessionState, SessionStats, StreamingHandle};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// The metric handles of one streaming session and the counters they copy.
 struct WatchedSession {
@@ -26,10 +29,30 @@ struct WatchedSession {
     egress: EgressMetrics,
     stats: Arc<SessionStats>,
     egress_stats: Arc<EgressStats>,
+    state: watch::Receiver<SessionState>,
+    msks: watch::Receiver<Arc<MskSet>>,
 }
 
 impl WatchedSession {
-    fn observe(&self) {
+    /// Seconds and MTK IDs left on the MSK behind the MTK on air (0 and 0
+    /// when nothing is on air).
+    fn msk_left(&self, now_unix: i64) -> (u64, u64) {
+        let SessionState::OnAir { mki } = &*self.state.borrow() else {
+            return (0, 0);
+        };
+        let msks = self.msks.borrow();
+        msks.get(mki.msk_id).map_or((0, 0), |msk| {
+            (
+                u64::try_from(msk.not_after - now_unix).unwrap_or(0),
+                u64::from(msk.validity.1.0.saturating_sub(mki.mtk_id.0)),
+            )
+        })
+    }
+
+    fn observe(&self, now_unix: i64) {
+        let (seconds, mtk_ids) = self.msk_left(now_unix);
+        self.session
+            .msk_validity(Duration::from_secs(seconds), mtk_ids);
         self.session.observe_streaming(&self.stats);
         for (i, input) in self.inputs.iter().enumerate() {
             input.observe(
@@ -82,8 +105,11 @@ pub fn watch_gateway(
         let sessions = sessions.clone();
         metrics.on_scrape(move || {
             bmsc.observe(&status.borrow());
+            let now_unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             for session in lock(&sessions).iter() {
-                session.observe();
+                session.observe(now_unix);
             }
         })
     };
@@ -166,6 +192,8 @@ impl GatewayTelemetry {
             egress: EgressMetrics::new(&name),
             stats: handle.stats.clone(),
             egress_stats: handle.egress_stats.clone(),
+            state: handle.state.clone(),
+            msks: gateway.client.msks(),
             name,
         }
     }

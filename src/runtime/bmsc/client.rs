@@ -28,6 +28,7 @@ use super::validate::{
     msk_from_wire, msk_id_in_scope,
 };
 use crate::protocol::keys::MskId;
+use crate::runtime::metrics::{BmscMetrics, BmscRpc, RpcFailure};
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -138,6 +139,8 @@ struct Inner {
     status: watch::Sender<ClientStatus>,
     /// Latest lease per MSK: a BM-SC that grants below it is refused.
     leases: Mutex<BTreeMap<MskId, LeaseRecord>>,
+    /// Call durations and failures (inert when no recorder is installed).
+    metrics: BmscMetrics,
 }
 
 impl Inner {
@@ -161,6 +164,22 @@ impl Inner {
     }
 
     async fn unary<T>(
+        &self,
+        call: &'static str,
+        fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Result<T, RpcError> {
+        let started = std::time::Instant::now();
+        let result = self.unary_untimed(call, fut).await;
+        if let Some(rpc) = BmscRpc::from_call(call) {
+            match &result {
+                Ok(_) => self.metrics.rpc_completed(rpc, started.elapsed()),
+                Err(e) => self.metrics.rpc_failed(rpc, RpcFailure::from(e)),
+            }
+        }
+        result
+    }
+
+    async fn unary_untimed<T>(
         &self,
         call: &'static str,
         fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
@@ -254,6 +273,7 @@ impl MskClient {
             msks,
             status,
             leases: Mutex::new(BTreeMap::new()),
+            metrics: BmscMetrics::new(),
         });
         let task = tokio::spawn(watch_forever(Arc::clone(&inner)));
         Ok(Self { inner, task })
