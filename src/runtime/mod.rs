@@ -12,6 +12,7 @@ pub mod egress;
 pub mod encoder;
 pub mod gateway;
 pub mod journal;
+pub mod log_limit;
 pub mod metrics;
 pub mod mtk_keys;
 pub mod probe;

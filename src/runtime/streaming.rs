@@ -15,6 +15,7 @@ use super::bmsc::{MskClient, MskSet};
 use super::config::StreamingSession;
 use super::egress::{Batcher, Egress, EgressKind, EgressStats};
 use super::journal::KeyJournal;
+use super::log_limit::LogLimiter;
 use super::metrics::labels::{DropReason, LabelValue};
 use super::mtk_keys::{LeaseSource, MtkKeys};
 use super::udp::{IngestOptions, ingest_socket};
@@ -229,6 +230,7 @@ struct IngestLoop {
     continuity: SequenceContinuity,
     max_ingest: usize,
     state: Arc<watch::Sender<SessionState>>,
+    receive_failures: LogLimiter,
 }
 
 /// Datagrams read from one socket before the others get a turn.
@@ -259,6 +261,7 @@ impl IngestLoop {
             continuity: SequenceContinuity::new(64),
             max_ingest,
             state,
+            receive_failures: LogLimiter::default(),
         }
     }
 
@@ -326,7 +329,9 @@ impl IngestLoop {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "ingest receive failed");
+                    if let Some(suppressed) = self.receive_failures.allow(Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "ingest receive failed");
+                    }
                     return;
                 }
             };
