@@ -289,3 +289,99 @@ async fn a_stream_runs_through_reloads_without_loss() {
         "the removed session sent nothing after the reload"
     );
 }
+
+/// In process: a session whose configuration changed is restarted (new
+/// handle, back on air) and its counters continue from the old ones; a
+/// reload that changes a process-wide setting is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_session_restarts_and_keeps_its_counters() {
+    use mbms_gateway::runtime::config::GatewayConfig;
+    use mbms_gateway::runtime::gateway::Gateway;
+    use mbms_gateway::runtime::reload::ReloadRefused;
+    use mbms_gateway::runtime::streaming::SessionState;
+
+    let dir = temp_dir("gateway-reload-changed");
+    let bmsc = start_bmsc(&bmsc_config(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir.join("bmsc"),
+        3600,
+        7200,
+    ))
+    .await;
+    let ingest_port = free_udp_port();
+    let setup = |period| GatewaySetup {
+        state_dir: dir.join("gw"),
+        bmsc: bmsc.local_addr,
+        group: Ipv4Addr::new(239, 255, 41, 9),
+        ingest_port,
+        egress_port: 5004,
+        period,
+        lead: "200ms",
+        resend: "100ms",
+    };
+    let mut gateway = Gateway::start(&GatewayConfig::parse(&setup("2s").toml()).unwrap()).unwrap();
+    let on_air = |gateway: &Gateway| {
+        matches!(
+            *gateway.streaming[0].state.borrow(),
+            SessionState::OnAir { .. }
+        )
+    };
+    wait_for("on air", Duration::from_secs(10), || on_air(&gateway)).await;
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seq in 0..50 {
+        sender
+            .send_to(
+                &rtp_packet(seq, 7, 200),
+                gateway.streaming[0].ingest_addrs()[0],
+            )
+            .unwrap();
+    }
+    let old_stats = gateway.streaming[0].stats.clone();
+    wait_for("50 packets in", Duration::from_secs(5), || {
+        old_stats.ingest_total() == 50
+    })
+    .await;
+
+    // Another state directory needs a restart: refused, nothing changes.
+    let mut moved = GatewayConfig::parse(&setup("2s").toml()).unwrap();
+    moved.state_dir = dir.join("elsewhere");
+    assert_eq!(
+        gateway.reload(moved).await,
+        Err(ReloadRefused::NeedsRestart { field: "state_dir" })
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &gateway.streaming[0].stats,
+        &old_stats
+    ));
+
+    // An equal configuration touches nothing.
+    let same = gateway
+        .reload(GatewayConfig::parse(&setup("2s").toml()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((same.unchanged, same.restarted.len()), (1, 0));
+    assert!(std::sync::Arc::ptr_eq(
+        &gateway.streaming[0].stats,
+        &old_stats
+    ));
+
+    // A new MTK period restarts the session.
+    let report = gateway
+        .reload(GatewayConfig::parse(&setup("3s").toml()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.restarted, ["tv"]);
+    assert!(report.started.is_empty() && report.stopped.is_empty() && report.failed.is_empty());
+    let new_stats = gateway.streaming[0].stats.clone();
+    assert!(!std::sync::Arc::ptr_eq(&new_stats, &old_stats));
+    assert_eq!(new_stats.ingest_total(), 50, "counters carried over");
+    assert!(
+        new_stats
+            .mtk_rotations
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    wait_for("on air again", Duration::from_secs(10), || on_air(&gateway)).await;
+    gateway.stop().await;
+    bmsc.stop().await.unwrap();
+}
