@@ -3,17 +3,15 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use mbms_gateway::runtime::admin::{Readiness, serve_admin};
 use mbms_gateway::runtime::bmsc::config::parse_key_domain_id;
 use mbms_gateway::runtime::bmsc::{BmscConfig, MskClientConfig, serve as serve_bmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
 use mbms_gateway::runtime::demo::{DemoOptions, run_demo};
 use mbms_gateway::runtime::download::send::send_files;
-use mbms_gateway::runtime::gateway::Gateway;
 use mbms_gateway::runtime::probe::{
     ProbeExpect, ProbeKeySource, StreamingProbeConfig, run_streaming_probe,
 };
-use mbms_gateway::runtime::telemetry::watch_gateway;
+use mbms_gateway::runtime::service::run_gateway;
 use mbms_gateway::runtime::ue::{UeConfig, start_ue};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -244,29 +242,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { config } => {
-            let config = GatewayConfig::load(&config)?;
-            let metrics = mbms_gateway::runtime::metrics::install().context("metrics recorder")?;
-            let readiness = Readiness::new();
-            let mut gateway = Gateway::start(&config)?;
-            if let Some(push) = gateway.start_ingest(&config).await? {
-                tracing::info!(%push, "HTTP push endpoint listening");
-            }
-            let _telemetry = watch_gateway(&gateway, &config, &metrics, &readiness);
-            let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-            let admin = serve_admin(&config.admin, metrics, readiness, async move {
-                let _ = admin_stopped.await;
-            })
-            .await?;
-            tracing::info!(
-                streaming = gateway.streaming.len(),
-                download = gateway.download.len(),
-                admin = %admin.local_addr(),
-                "gateway running"
-            );
-            terminated().await;
-            gateway.stop().await;
-            let _ = stop_admin.send(());
-            admin.join().await?;
+            run_gateway(&config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bmsc { config } => {

@@ -9,9 +9,9 @@ use mbms_gateway::runtime::bmsc::{ClientStatus, ConnectionState};
 use mbms_gateway::runtime::egress::{Egress, EgressKind};
 use mbms_gateway::runtime::metrics::names::{self, MetricType, label};
 use mbms_gateway::runtime::metrics::{
-    self, BmscMetrics, BmscRpc, BmscState, DropReason, EgressLabel, EgressMetrics, IngestMetrics,
-    IngestOrigin, IngestRejectReason, LabelValue, MikeyTransport, PushMetrics, RpcFailure,
-    SessionMetrics,
+    self, BmscMetrics, BmscRpc, BmscState, DropReason, EgressLabel, EgressMetrics, GatewayMetrics,
+    IngestMetrics, IngestOrigin, IngestRejectReason, LabelValue, MikeyTransport, PushMetrics,
+    ReloadResult, RpcFailure, SessionKind, SessionMetrics,
 };
 use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use prometheus_parse::{LineInfo, Sample, Scrape, Value};
@@ -311,6 +311,7 @@ async fn every_series_is_declared_and_labels_are_bounded() {
     let _bmsc = BmscMetrics::new();
     IngestMetrics::new("files").ingested(IngestOrigin::Push, 10);
     let _push = PushMetrics::new();
+    let _gateway = GatewayMetrics::new();
     let scrape = scrape(server.local_addr()).await;
 
     let mut allowed_values: BTreeSet<&str> = CONFIGURED_NAMES.iter().copied().collect();
@@ -322,6 +323,8 @@ async fn every_series_is_declared_and_labels_are_bounded() {
     allowed_values.extend(RpcFailure::ALL.iter().map(|v| v.as_str()));
     allowed_values.extend(IngestOrigin::ALL.iter().map(|v| v.as_str()));
     allowed_values.extend(IngestRejectReason::ALL.iter().map(|v| v.as_str()));
+    allowed_values.extend(ReloadResult::ALL.iter().map(|v| v.as_str()));
+    allowed_values.extend(SessionKind::ALL.iter().map(|v| v.as_str()));
     allowed_values.insert(env!("CARGO_PKG_VERSION"));
 
     let mut seen = BTreeSet::new();

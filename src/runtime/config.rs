@@ -4,6 +4,8 @@
 
 use super::admin::AdminConfig;
 use super::bmsc::MskClientConfig;
+use super::bmsc::config::ConfigError;
+use super::config_lines;
 use super::download::DownloadSession;
 use super::download::ingest::PushConfig;
 use super::units;
@@ -44,7 +46,7 @@ pub struct GatewayConfig {
 /// MIKEY MTK messages to the same address on UDP 2269 (TS 33.246 §6.3.3.2.2).
 /// All flows of a session (e.g. audio and video) share its MTKs, as UEs keep one
 /// MTK state per MSK.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamingSession {
     pub name: String,
@@ -73,7 +75,7 @@ fn default_ttl() -> u32 {
 }
 
 /// One RTP flow of a streaming session.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Flow {
     /// Name in metrics (`input` label); `flow0`, `flow1`, ... when unset.
@@ -159,8 +161,9 @@ impl GatewayConfig {
         Self::parse(&text).with_context(|| format!("config {}", path.display()))
     }
 
-    /// Parses and validates; errors name the field (and the line, for syntax and
-    /// unknown keys).
+    /// Parses and validates; errors name the field and its line (toml's span
+    /// for syntax, type and unknown-key errors; the field path looked up in
+    /// the document for validation errors, see [`config_lines`]).
     pub fn parse(text: &str) -> Result<Self> {
         let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.bmsc.client_id = config.instance_id.clone();
@@ -170,7 +173,9 @@ impl GatewayConfig {
             .map(|s| s.key_group)
             .chain(config.download.iter().map(|d| d.key_group))
             .collect();
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!(config_lines::with_line(text, &e.to_string())))?;
         Ok(config)
     }
 
@@ -185,11 +190,12 @@ impl GatewayConfig {
         let mut egress = HashSet::new();
         let mut ingest = HashSet::new();
         for (i, s) in self.streaming.iter().enumerate() {
-            let at = format!("streaming[{i}] ({})", s.name);
+            let at = format!("streaming[{i}]");
             ensure!(!s.name.is_empty(), "streaming[{i}].name: must not be empty");
             ensure!(
                 names.insert(s.name.as_str()),
-                "{at}.name: duplicate session name"
+                "{at}.name: duplicate session name `{}`",
+                s.name
             );
             if let Some(other) = groups.insert(s.key_group, &s.name) {
                 bail!(
@@ -235,7 +241,7 @@ impl GatewayConfig {
                 );
                 ensure!(
                     egress.insert((s.destination, f.port)),
-                    "{at}.flow[{j}]: duplicate destination {}:{}",
+                    "{at}.flow[{j}].port: duplicate destination {}:{}",
                     s.destination,
                     f.port
                 );
@@ -257,11 +263,12 @@ impl GatewayConfig {
             }
         }
         for (i, d) in self.download.iter().enumerate() {
-            let at = format!("download[{i}] ({})", d.name);
+            let at = format!("download[{i}]");
             d.validate(&at)?;
             ensure!(
                 names.insert(d.name.as_str()),
-                "{at}.name: duplicate session name"
+                "{at}.name: duplicate session name `{}`",
+                d.name
             );
             if let Some(other) = groups.insert(d.key_group, &d.name) {
                 bail!(
@@ -271,7 +278,7 @@ impl GatewayConfig {
             }
             ensure!(
                 egress.insert((d.destination, d.port)),
-                "{at}: duplicate destination {}:{}",
+                "{at}.port: duplicate destination {}:{}",
                 d.destination,
                 d.port
             );
@@ -280,9 +287,10 @@ impl GatewayConfig {
             push.load_token()
                 .map_err(|e| anyhow::anyhow!("push: {e}"))?;
         }
-        self.bmsc
-            .validate()
-            .map_err(|e| anyhow::anyhow!("bmsc: {e}"))?;
+        self.bmsc.validate().map_err(|e| match e {
+            ConfigError::Invalid { field, reason } => anyhow::anyhow!("bmsc.{field}: {reason}"),
+            other => anyhow::anyhow!("bmsc: {other}"),
+        })?;
         Ok(())
     }
 }

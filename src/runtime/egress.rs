@@ -4,12 +4,14 @@
 //! thread sends each batch with one GSO system call and hands the buffer back for
 //! reuse, so the steady state allocates nothing.
 
+use super::log_limit::LogLimiter;
 use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// What a batch carries, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +175,7 @@ impl Egress {
 impl Shared {
     fn run(&self, socket: UdpSocket, rx: Receiver<Queued>) {
         let mut gso = true;
+        let mut send_failures = LogLimiter::default();
         while let Ok(Queued { mut batch, stats }) = rx.recv() {
             let kind = batch.kind as usize;
             match send_segments(&socket, batch.dest, &batch.buf, batch.segment, &mut gso) {
@@ -182,7 +185,9 @@ impl Shared {
                 }
                 Err(e) => {
                     stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(dest = %batch.dest, error = %e, "send failed");
+                    if let Some(suppressed) = send_failures.allow(Instant::now()) {
+                        tracing::warn!(dest = %batch.dest, error = %e, suppressed, "send failed (counted in egress_send_errors_total)");
+                    }
                 }
             }
             batch.buf.clear();

@@ -1,19 +1,25 @@
 //! `mbms-gateway run`: the whole gateway from one configuration: the BM-SC
 //! client, the key journal, one egress thread per distinct egress socket
-//! setting, and every session.
+//! setting, and every session. [`Gateway::reload`] moves a running gateway to
+//! a new configuration session by session (see [`super::reload`]).
 
 use super::bmsc::MskClient;
 use super::config::{GatewayConfig, StreamingSession};
 use super::download::ingest::{PushServer, PushSessions, WatchFolder, serve_push, spawn_watch};
 use super::download::{self, DownloadHandle, DownloadSession};
-use super::egress::Egress;
+use super::egress::{Egress, EgressStats};
 use super::journal::KeyJournal;
 use super::metrics::IngestMetrics;
-use super::streaming::{self, SessionContext, StreamingHandle};
+use super::reload::{
+    NamedSession, ReloadRefused, ReloadReport, SessionPlan, check_reloadable, plan,
+};
+use super::streaming::{self, SessionContext, SessionStats, StreamingHandle};
 use super::udp::{EgressOptions, egress_socket};
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -51,11 +57,146 @@ impl EgressKey {
     }
 }
 
+/// A running session of any kind, as a reload handles it.
+pub trait RunningSession: Sized {
+    /// What a restarted session takes over from the one it replaces, so its
+    /// exported counters stay monotonic across the restart.
+    type Carry;
+    fn name(&self) -> &str;
+    /// Stops the session cleanly (ingest first, queued packets still leave).
+    fn shut_down(self) -> impl Future<Output = Self::Carry> + Send;
+}
+
+/// A streaming session's counters, carried into its restarted successor.
+pub struct StreamingCarry {
+    stats: Arc<SessionStats>,
+    egress_stats: Arc<EgressStats>,
+    flow_labels: Vec<String>,
+}
+
+impl RunningSession for StreamingHandle {
+    type Carry = StreamingCarry;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn shut_down(self) -> StreamingCarry {
+        let carry = StreamingCarry {
+            stats: self.stats.clone(),
+            egress_stats: self.egress_stats.clone(),
+            flow_labels: Vec::new(),
+        };
+        self.stop().await;
+        carry
+    }
+}
+
+fn add(to: &AtomicU64, from: &AtomicU64) {
+    to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+impl StreamingCarry {
+    /// Adds the old counters to the new session's: counting is additive, so
+    /// this is exact even while the new ingest thread already counts. Inputs
+    /// are matched by label.
+    fn continue_in(&self, session: &StreamingSession, handle: &StreamingHandle) {
+        let (old, new) = (&self.stats, &handle.stats);
+        for (i, flow) in session.flows.iter().enumerate() {
+            if let Some(j) = self.flow_labels.iter().position(|l| *l == flow.label(i)) {
+                add(&new.ingest_packets[i], &old.ingest_packets[j]);
+                add(&new.ingest_bytes[i], &old.ingest_bytes[j]);
+            }
+        }
+        add(&new.protected_rtp, &old.protected_rtp);
+        add(&new.protected_rtcp, &old.protected_rtcp);
+        for (to, from) in new.dropped.iter().zip(&old.dropped) {
+            add(to, from);
+        }
+        add(&new.renumbered_restarts, &old.renumbered_restarts);
+        add(&new.mtk_rotations, &old.mtk_rotations);
+        add(&new.mikey_sent, &old.mikey_sent);
+        let (old, new) = (&self.egress_stats, &handle.egress_stats);
+        for (to, from) in new.packets.iter().zip(&old.packets) {
+            add(to, from);
+        }
+        for (to, from) in new.bytes.iter().zip(&old.bytes) {
+            add(to, from);
+        }
+        add(&new.send_errors, &old.send_errors);
+        add(&new.queue_full, &old.queue_full);
+    }
+}
+
+/// Stops the sessions a plan removes or restarts; returns what the restarted
+/// ones carry over.
+async fn stop_planned<C: NamedSession, H: RunningSession>(
+    running: &mut Vec<H>,
+    plan: &SessionPlan<'_, C>,
+    report: &mut ReloadReport,
+) -> HashMap<String, H::Carry> {
+    let removed: HashSet<&str> = plan.removed.iter().map(String::as_str).collect();
+    let changed: HashSet<&str> = plan.changed.iter().map(|c| c.name()).collect();
+    let (stopping, keep): (Vec<H>, Vec<H>) = std::mem::take(running)
+        .into_iter()
+        .partition(|h| removed.contains(h.name()) || changed.contains(h.name()));
+    *running = keep;
+    let mut carried = HashMap::new();
+    for handle in stopping {
+        let name = handle.name().to_owned();
+        let carry = handle.shut_down().await;
+        if changed.contains(name.as_str()) {
+            carried.insert(name, carry);
+        } else {
+            tracing::info!(session = %name, "session stopped (removed from the configuration)");
+            report.stopped.push(name);
+        }
+    }
+    carried
+}
+
+/// Starts the sessions a plan adds or restarts, then orders `running` as the
+/// new configuration lists them. A session that fails to start is reported
+/// and left out; the others run.
+fn start_planned<C: NamedSession, H: RunningSession>(
+    running: &mut Vec<H>,
+    plan: &SessionPlan<'_, C>,
+    mut carried: HashMap<String, H::Carry>,
+    order: &[C],
+    mut start: impl FnMut(&C, Option<H::Carry>) -> Result<H>,
+    report: &mut ReloadReport,
+) {
+    let starts = plan.added.iter().map(|c| (c, false));
+    for (config, restart) in starts.chain(plan.changed.iter().map(|c| (c, true))) {
+        let name = config.name();
+        match start(config, carried.remove(name)) {
+            Ok(handle) => {
+                running.push(handle);
+                if restart {
+                    tracing::info!(session = %name, "session restarted (its configuration changed)");
+                    report.restarted.push(name.into());
+                } else {
+                    tracing::info!(session = %name, "session started (added to the configuration)");
+                    report.started.push(name.into());
+                }
+            }
+            Err(e) => {
+                tracing::error!(session = %name, error = %format!("{e:#}"), "session failed to start");
+                report.failed.push((name.into(), format!("{e:#}")));
+            }
+        }
+    }
+    report.unchanged += plan.unchanged.len();
+    running.sort_by_key(|h| order.iter().position(|c| c.name() == h.name()));
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub client: Arc<MskClient>,
     pub streaming: Vec<StreamingHandle>,
     pub download: Vec<DownloadHandle>,
+    config: GatewayConfig,
+    journal: Arc<Mutex<KeyJournal>>,
     egress: HashMap<EgressKey, Egress>,
     egress_threads: Vec<JoinHandle<()>>,
     ingest: Option<Ingest>,
@@ -76,75 +217,46 @@ impl Gateway {
         tracing::info!(journal = %journal.path().display(), "key journal open");
         let journal = Arc::new(Mutex::new(journal));
         let client = Arc::new(MskClient::start(config.bmsc.clone()).context("BM-SC client")?);
-        let mut egress: HashMap<EgressKey, Egress> = HashMap::new();
-        let mut egress_threads = Vec::new();
-        let keys = config
-            .streaming
-            .iter()
-            .map(|s| (EgressKey::of(s), &s.name))
-            .chain(
-                config
-                    .download
-                    .iter()
-                    .map(|d| (EgressKey::of_download(d), &d.name)),
-            );
-        for (key, name) in keys {
-            if egress.contains_key(&key) {
-                continue;
-            }
-            let socket = egress_socket(
-                key.ipv6,
-                &EgressOptions {
-                    interface: key.interface,
-                    interface_index: key.interface_index,
-                    ttl: key.ttl,
-                    dscp: key.dscp,
-                },
-            )
-            .with_context(|| format!("egress socket of session {name}"))?;
-            let (e, thread) = Egress::spawn(&format!("{}", egress.len()), socket, EGRESS_QUEUE)?;
-            egress.insert(key, e);
-            egress_threads.push(thread);
-        }
-        let streaming = streaming::start_all(
-            &config.streaming,
-            config.bmsc.key_domain_id,
-            &client,
-            journal.clone(),
-            config.lease_block,
-            |s| Ok(egress[&EgressKey::of(s)].clone()),
-        )?;
-        let download = config
-            .download
-            .iter()
-            .map(|d| {
-                download::start(
-                    d,
-                    SessionContext {
-                        key_domain_id: config.bmsc.key_domain_id,
-                        msks: client.msks(),
-                        leases: client.clone(),
-                        journal: journal.clone(),
-                        lease_block: config.lease_block,
-                        egress: egress[&EgressKey::of_download(d)].clone(),
-                    },
-                    &config.state_dir.join("spool").join(&d.name),
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
+        let mut gateway = Self {
             client,
-            streaming,
-            download,
-            egress,
-            egress_threads,
+            streaming: Vec::new(),
+            download: Vec::new(),
+            config: config.clone(),
+            journal,
+            egress: HashMap::new(),
+            egress_threads: Vec::new(),
             ingest: None,
-        })
+        };
+        for session in &config.streaming {
+            let handle = gateway.start_streaming(session)?;
+            gateway.streaming.push(handle);
+        }
+        for session in &config.download {
+            let handle = gateway.start_download(session)?;
+            gateway.download.push(handle);
+        }
+        Ok(gateway)
+    }
+
+    fn start_download(&mut self, session: &DownloadSession) -> Result<DownloadHandle> {
+        let egress = self.egress_for(EgressKey::of_download(session), &session.name)?;
+        download::start(
+            session,
+            SessionContext {
+                key_domain_id: self.config.bmsc.key_domain_id,
+                msks: self.client.msks(),
+                leases: self.client.clone(),
+                journal: self.journal.clone(),
+                lease_block: self.config.lease_block,
+                egress,
+            },
+            &self.config.state_dir.join("spool").join(&session.name),
+        )
     }
 
     /// Starts what feeds the download sessions: each session's watch folder
     /// and the HTTP push endpoint. Returns the push endpoint's address.
-    pub async fn start_ingest(&mut self, config: &GatewayConfig) -> Result<Option<SocketAddr>> {
+    pub async fn start_ingest(&mut self) -> Result<Option<SocketAddr>> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -154,7 +266,7 @@ impl Gateway {
         };
         let mut folders = Vec::new();
         let sessions = PushSessions::new();
-        for (handle, session) in self.download.iter().zip(&config.download) {
+        for (handle, session) in self.download.iter().zip(&self.config.download) {
             let metrics = IngestMetrics::new(&session.name);
             if let Some(watch) = &session.watch {
                 folders.push(
@@ -172,8 +284,10 @@ impl Gateway {
                 sessions.register(&session.name, handle.queue(), metrics);
             }
         }
-        let push = match &config.push {
-            Some(push) => Some(serve_push(push, &config.state_dir, sessions, shutdown()).await?),
+        let push = match &self.config.push {
+            Some(push) => {
+                Some(serve_push(push, &self.config.state_dir, sessions, shutdown()).await?)
+            }
             None => None,
         };
         let addr = push.as_ref().map(PushServer::local_addr);
@@ -183,6 +297,98 @@ impl Gateway {
             push,
         });
         Ok(addr)
+    }
+
+    /// The configuration running now (the last one applied).
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The egress thread for `session`'s socket settings, started on first use.
+    fn egress_for(&mut self, key: EgressKey, session: &str) -> Result<Egress> {
+        if let Some(egress) = self.egress.get(&key) {
+            return Ok(egress.clone());
+        }
+        let socket = egress_socket(
+            key.ipv6,
+            &EgressOptions {
+                interface: key.interface,
+                interface_index: key.interface_index,
+                ttl: key.ttl,
+                dscp: key.dscp,
+            },
+        )
+        .with_context(|| format!("egress socket of session {session}"))?;
+        let name = format!("{}", self.egress_threads.len());
+        let (egress, thread) = Egress::spawn(&name, socket, EGRESS_QUEUE)?;
+        self.egress.insert(key, egress.clone());
+        self.egress_threads.push(thread);
+        Ok(egress)
+    }
+
+    fn start_streaming(&mut self, session: &StreamingSession) -> Result<StreamingHandle> {
+        let egress = self.egress_for(EgressKey::of(session), &session.name)?;
+        streaming::start(
+            session,
+            SessionContext {
+                key_domain_id: self.config.bmsc.key_domain_id,
+                msks: self.client.msks(),
+                leases: self.client.clone(),
+                journal: self.journal.clone(),
+                lease_block: self.config.lease_block,
+                egress,
+            },
+        )
+    }
+
+    /// Moves the gateway to `new`: sessions removed stop, sessions added
+    /// start, changed ones restart, equal ones keep running untouched. A
+    /// configuration that changes process-wide settings is refused whole.
+    pub async fn reload(&mut self, new: GatewayConfig) -> Result<ReloadReport, ReloadRefused> {
+        check_reloadable(&self.config, &new)?;
+        let mut report = ReloadReport::default();
+        let streaming_plan = plan(&self.config.streaming, &new.streaming);
+        let mut carried = stop_planned(&mut self.streaming, &streaming_plan, &mut report).await;
+        for (name, carry) in &mut carried {
+            if let Some(old) = self.config.streaming.iter().find(|s| s.name == *name) {
+                carry.flow_labels = old
+                    .flows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| f.label(i))
+                    .collect();
+            }
+        }
+        if self.client.set_key_groups(&new.bmsc.key_groups) {
+            tracing::info!(key_groups = ?new.bmsc.key_groups, "BM-SC Key Groups updated");
+        }
+        let mut running = std::mem::take(&mut self.streaming);
+        start_planned(
+            &mut running,
+            &streaming_plan,
+            carried,
+            &new.streaming,
+            |session, carry| {
+                let handle = self.start_streaming(session)?;
+                if let Some(carry) = carry {
+                    carry.continue_in(session, &handle);
+                }
+                Ok(handle)
+            },
+            &mut report,
+        );
+        self.streaming = running;
+        // Egress threads no session uses any more end once their last
+        // producer is gone; they are joined at stop.
+        let in_use: HashSet<EgressKey> = new
+            .streaming
+            .iter()
+            .map(EgressKey::of)
+            .chain(new.download.iter().map(EgressKey::of_download))
+            .collect();
+        self.egress.retain(|key, _| in_use.contains(key));
+        self.config = new;
+        Ok(report)
     }
 
     /// True while every egress thread runs.
@@ -197,7 +403,8 @@ impl Gateway {
     }
 
     /// Stops ingest first, lets the egress queues drain, then returns. The key
-    /// journal is durable at every step, so nothing is left to flush.
+    /// journal is durable at every step (each mark is written and synced
+    /// before a value under it is used), so nothing is left to flush.
     pub async fn stop(self) {
         if let Some(ingest) = self.ingest {
             let _ = ingest.stop.send(true);

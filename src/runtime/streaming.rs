@@ -16,6 +16,7 @@ use super::egress::{Batcher, Egress, EgressKind, EgressStats};
 use super::journal::KeyJournal;
 pub use super::key_task::SessionState;
 use super::key_task::{KeyEvents, KeyTask};
+use super::log_limit::LogLimiter;
 use super::metrics::labels::{DropReason, LabelValue};
 use super::mtk_keys::{LeaseSource, MtkKeys};
 use super::udp::{IngestOptions, ingest_socket};
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
@@ -218,6 +220,7 @@ struct IngestLoop {
     continuity: SequenceContinuity,
     max_ingest: usize,
     state: Arc<watch::Sender<SessionState>>,
+    receive_failures: LogLimiter,
 }
 
 /// Datagrams read from one socket before the others get a turn.
@@ -248,6 +251,7 @@ impl IngestLoop {
             continuity: SequenceContinuity::new(64),
             max_ingest,
             state,
+            receive_failures: LogLimiter::default(),
         }
     }
 
@@ -315,7 +319,9 @@ impl IngestLoop {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "ingest receive failed");
+                    if let Some(suppressed) = self.receive_failures.allow(Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "ingest receive failed");
+                    }
                     return;
                 }
             };

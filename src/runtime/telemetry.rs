@@ -2,53 +2,86 @@
 //! plain atomics; a scrape hook copies them into the exporter, so a scrape costs
 //! the data path nothing. Readiness (design §3): every session on air with a
 //! valid MSK, every egress thread alive, the BM-SC reachable.
+//!
+//! After a reload, [`GatewayTelemetry::sync`] follows the sessions: checks of
+//! removed sessions go, started and restarted ones are watched.
 
 use super::admin::Readiness;
 use super::bmsc::ConnectionState;
-use super::config::GatewayConfig;
+use super::bmsc::MskSet;
+use super::egress::EgressStats;
 use super::gateway::Gateway;
 use super::metrics::{
-    BmscMetrics, EgressMetrics, InputMetrics, Metrics, ScrapeHook, SessionMetrics,
+    BmscMetrics, EgressMetrics, GatewayMetrics, InputMetrics, Metrics, ScrapeHook, SessionKind,
+    SessionMetrics,
 };
-use super::streaming::SessionState;
+use super::streaming::{SessionState, SessionStats, StreamingHandle};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
-/// Registers the gateway's metrics and readiness checks; metrics stay current
-/// while the returned hook lives.
+/// The metric handles of one streaming session and the counters they copy.
+struct WatchedSession {
+    name: String,
+    session: SessionMetrics,
+    inputs: Vec<InputMetrics>,
+    egress: EgressMetrics,
+    stats: Arc<SessionStats>,
+    egress_stats: Arc<EgressStats>,
+    state: watch::Receiver<SessionState>,
+    msks: watch::Receiver<Arc<MskSet>>,
+}
+
+impl WatchedSession {
+    /// Seconds and MTK IDs left on the MSK behind the MTK on air (0 and 0
+    /// when nothing is on air).
+    fn msk_left(&self, now_unix: i64) -> (u64, u64) {
+        let SessionState::OnAir { mki } = &*self.state.borrow() else {
+            return (0, 0);
+        };
+        let msks = self.msks.borrow();
+        msks.get(mki.msk_id).map_or((0, 0), |msk| {
+            (
+                u64::try_from(msk.not_after - now_unix).unwrap_or(0),
+                u64::from(msk.validity.1.0.saturating_sub(mki.mtk_id.0)),
+            )
+        })
+    }
+
+    fn observe(&self, now_unix: i64) {
+        let (seconds, mtk_ids) = self.msk_left(now_unix);
+        self.session
+            .msk_validity(Duration::from_secs(seconds), mtk_ids);
+        self.session.observe_streaming(&self.stats);
+        for (i, input) in self.inputs.iter().enumerate() {
+            input.observe(
+                self.stats.ingest_packets[i].load(Ordering::Relaxed),
+                self.stats.ingest_bytes[i].load(Ordering::Relaxed),
+            );
+        }
+        self.egress.observe(&self.egress_stats);
+    }
+}
+
+/// Keeps a gateway's metrics and readiness checks current while it lives.
+pub struct GatewayTelemetry {
+    readiness: Readiness,
+    gateway_metrics: GatewayMetrics,
+    sessions: Arc<Mutex<Vec<WatchedSession>>>,
+    _hook: ScrapeHook,
+}
+
+fn readiness_name(session: &str) -> String {
+    format!("session {session}")
+}
+
+/// Registers the gateway's metrics and readiness checks.
 pub fn watch_gateway(
     gateway: &Gateway,
-    config: &GatewayConfig,
     metrics: &Metrics,
     readiness: &Readiness,
-) -> ScrapeHook {
-    let mut sessions = Vec::new();
-    for (handle, session) in gateway.streaming.iter().zip(&config.streaming) {
-        let inputs: Vec<InputMetrics> = session
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| InputMetrics::new(&session.name, &f.label(i)))
-            .collect();
-        sessions.push((
-            SessionMetrics::new(&session.name),
-            inputs,
-            EgressMetrics::new(&session.name),
-            handle.stats.clone(),
-            handle.egress_stats.clone(),
-        ));
-        session_readiness(readiness, &session.name, handle.state.clone());
-    }
-    let mut downloads = Vec::new();
-    for (handle, session) in gateway.download.iter().zip(&config.download) {
-        downloads.push((
-            SessionMetrics::new(&session.name),
-            EgressMetrics::new(&session.name),
-            handle.stats.clone(),
-            handle.sender_stats.clone(),
-            handle.egress_stats.clone(),
-        ));
-        session_readiness(readiness, &session.name, handle.state.clone());
-    }
+) -> GatewayTelemetry {
     let status = gateway.client.status();
     readiness.probe("bmsc", move || match &status.borrow().connection {
         ConnectionState::Connected => Ok(()),
@@ -64,45 +97,134 @@ pub fn watch_gateway(
         )),
         ConnectionState::Failed { reason } => Err(reason.clone()),
     });
-    let egress_alive = gateway.egress_liveness();
-    readiness.probe("egress threads", move || {
-        if egress_alive() {
-            Ok(())
-        } else {
-            Err("an egress sender thread stopped".into())
-        }
-    });
 
+    let sessions: Arc<Mutex<Vec<WatchedSession>>> = Arc::default();
+    // Download sessions change only at a restart: watched once.
+    let downloads: Vec<_> = gateway
+        .download
+        .iter()
+        .map(|handle| {
+            let state = handle.state.clone();
+            readiness.probe(readiness_name(&handle.name), move || {
+                state_readiness(&state.borrow())
+            });
+            (
+                SessionMetrics::new(&handle.name),
+                EgressMetrics::new(&handle.name),
+                handle.stats.clone(),
+                handle.sender_stats.clone(),
+                handle.egress_stats.clone(),
+            )
+        })
+        .collect();
     let bmsc = BmscMetrics::new();
     let status = gateway.client.status();
-    metrics.on_scrape(move || {
-        bmsc.observe(&status.borrow());
-        for (session, inputs, egress, stats, egress_stats) in &sessions {
-            session.observe_streaming(stats);
-            for (i, input) in inputs.iter().enumerate() {
-                input.observe(
-                    stats.ingest_packets[i].load(Ordering::Relaxed),
-                    stats.ingest_bytes[i].load(Ordering::Relaxed),
-                );
+    let hook = {
+        let sessions = sessions.clone();
+        metrics.on_scrape(move || {
+            bmsc.observe(&status.borrow());
+            let now_unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            for session in lock(&sessions).iter() {
+                session.observe(now_unix);
             }
-            egress.observe(egress_stats);
-        }
-        for (session, egress, stats, sender, egress_stats) in &downloads {
-            session.observe_download(stats, sender);
-            egress.observe(egress_stats);
-        }
-    })
+            for (session, egress, stats, sender, egress_stats) in &downloads {
+                session.observe_download(stats, sender);
+                egress.observe(egress_stats);
+            }
+        })
+    };
+    let telemetry = GatewayTelemetry {
+        readiness: readiness.clone(),
+        gateway_metrics: GatewayMetrics::new(),
+        sessions,
+        _hook: hook,
+    };
+    telemetry.sync(gateway);
+    telemetry
 }
 
 /// Ready while the session is on air; otherwise the reason it is not.
-fn session_readiness(
-    readiness: &Readiness,
-    name: &str,
-    state: tokio::sync::watch::Receiver<SessionState>,
-) {
-    readiness.probe(format!("session {name}"), move || match &*state.borrow() {
+fn state_readiness(state: &SessionState) -> Result<(), String> {
+    match state {
         SessionState::OnAir { .. } => Ok(()),
         SessionState::Starting => Err("starting: no MTK yet".into()),
         SessionState::Halted { reason } => Err(reason.clone()),
-    });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl GatewayTelemetry {
+    /// The process-wide metrics (reload results, session counts).
+    pub fn gateway_metrics(&self) -> &GatewayMetrics {
+        &self.gateway_metrics
+    }
+
+    /// Follows the gateway's sessions: drops what is gone, watches what is
+    /// new (a restarted session is a new handle with new counters).
+    pub fn sync(&self, gateway: &Gateway) {
+        let mut watched = lock(&self.sessions);
+        let current = |w: &WatchedSession| {
+            gateway
+                .streaming
+                .iter()
+                .any(|h| h.name == w.name && Arc::ptr_eq(&h.stats, &w.stats))
+        };
+        for gone in watched.iter().filter(|w| !current(w)) {
+            self.readiness.remove(&readiness_name(&gone.name));
+        }
+        watched.retain(current);
+        for handle in &gateway.streaming {
+            if !watched.iter().any(|w| Arc::ptr_eq(&w.stats, &handle.stats)) {
+                watched.push(self.watch(gateway, handle));
+            }
+        }
+        let alive = gateway.egress_liveness();
+        self.readiness.probe("egress threads", move || {
+            if alive() {
+                Ok(())
+            } else {
+                Err("an egress sender thread stopped".into())
+            }
+        });
+        self.gateway_metrics
+            .sessions(SessionKind::Streaming, gateway.streaming.len());
+        self.gateway_metrics
+            .sessions(SessionKind::Download, gateway.download.len());
+    }
+
+    fn watch(&self, gateway: &Gateway, handle: &StreamingHandle) -> WatchedSession {
+        let name = handle.name.clone();
+        let inputs = gateway
+            .config()
+            .streaming
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| {
+                s.flows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| InputMetrics::new(&name, &f.label(i)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let state = handle.state.clone();
+        self.readiness.probe(readiness_name(&name), move || {
+            state_readiness(&state.borrow())
+        });
+        WatchedSession {
+            session: SessionMetrics::new(&name),
+            inputs,
+            egress: EgressMetrics::new(&name),
+            stats: handle.stats.clone(),
+            egress_stats: handle.egress_stats.clone(),
+            state: handle.state.clone(),
+            msks: gateway.client.msks(),
+            name,
+        }
+    }
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// `[admin]` in the gateway configuration.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).

@@ -28,6 +28,7 @@ use super::validate::{
     msk_from_wire, msk_id_in_scope,
 };
 use crate::protocol::keys::MskId;
+use crate::runtime::metrics::{BmscMetrics, BmscRpc, RpcFailure};
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -127,7 +128,9 @@ pub enum CurrentMskError {
 /// What the watch task and the unary calls share.
 struct Inner {
     rpc: KeyServiceClient<Channel>,
-    scope: MskScope,
+    /// The Key Groups watched can change at run time (a configuration reload
+    /// adds or removes sessions); a change restarts the watch stream.
+    scope: watch::Sender<MskScope>,
     client_id: String,
     request_timeout: Duration,
     stream_idle_timeout: Duration,
@@ -136,6 +139,8 @@ struct Inner {
     status: watch::Sender<ClientStatus>,
     /// Latest lease per MSK: a BM-SC that grants below it is refused.
     leases: Mutex<BTreeMap<MskId, LeaseRecord>>,
+    /// Call durations and failures (inert when no recorder is installed).
+    metrics: BmscMetrics,
 }
 
 impl Inner {
@@ -159,6 +164,22 @@ impl Inner {
     }
 
     async fn unary<T>(
+        &self,
+        call: &'static str,
+        fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Result<T, RpcError> {
+        let started = std::time::Instant::now();
+        let result = self.unary_untimed(call, fut).await;
+        if let Some(rpc) = BmscRpc::from_call(call) {
+            match &result {
+                Ok(_) => self.metrics.rpc_completed(rpc, started.elapsed()),
+                Err(e) => self.metrics.rpc_failed(rpc, RpcFailure::from(e)),
+            }
+        }
+        result
+    }
+
+    async fn unary_untimed<T>(
         &self,
         call: &'static str,
         fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
@@ -241,10 +262,10 @@ impl MskClient {
         });
         let inner = Arc::new(Inner {
             rpc: KeyServiceClient::new(channel),
-            scope: MskScope {
+            scope: watch::Sender::new(MskScope {
                 key_domain_id: config.key_domain_id,
                 key_groups: config.key_groups.iter().copied().collect(),
-            },
+            }),
             client_id: config.client_id.clone(),
             request_timeout: Duration::from_secs(config.request_timeout_s),
             stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_s),
@@ -252,6 +273,7 @@ impl MskClient {
             msks,
             status,
             leases: Mutex::new(BTreeMap::new()),
+            metrics: BmscMetrics::new(),
         });
         let task = tokio::spawn(watch_forever(Arc::clone(&inner)));
         Ok(Self { inner, task })
@@ -265,6 +287,30 @@ impl MskClient {
     /// Connection state and rejection count; `changed()` fires on every update.
     pub fn status(&self) -> watch::Receiver<ClientStatus> {
         self.inner.status.subscribe()
+    }
+
+    /// The Key Groups whose MSKs are watched.
+    pub fn key_groups(&self) -> Vec<u16> {
+        self.inner
+            .scope
+            .borrow()
+            .key_groups
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Watches the MSKs of `key_groups` from now on (a reload added or removed
+    /// sessions). The watch stream restarts with the new list; the MSKs held
+    /// stay published meanwhile, and the BM-SC's new snapshot drops those of
+    /// Key Groups no longer listed. Returns false when the list is unchanged.
+    pub fn set_key_groups(&self, key_groups: &[u16]) -> bool {
+        let groups: BTreeSet<u16> = key_groups.iter().copied().collect();
+        self.inner.scope.send_if_modified(|scope| {
+            let changed = scope.key_groups != groups;
+            scope.key_groups = groups;
+            changed
+        })
     }
 
     /// Leases `mtk_ids` MTK IDs and `counters` MIKEY counters under `msk_id` (the
@@ -287,7 +333,7 @@ impl MskClient {
             .cloned()
             .ok_or(LeaseError::UnknownMsk { msk_id: msk_id.0 })?;
         let request = proto::LeaseRequest {
-            key_domain_id: self.inner.scope.key_domain_id.0.to_vec(),
+            key_domain_id: self.inner.scope.borrow().key_domain_id.0.to_vec(),
             msk_id: msk_id.0,
             client_id: self.inner.client_id.clone(),
             mtk_id_count: mtk_ids.into(),
@@ -327,11 +373,12 @@ impl MskClient {
     /// Asks the BM-SC for the current MSK of `key_group` (checked like every MSK, not
     /// installed: the watch stream is the one source of installed keys).
     pub async fn current_msk(&self, key_group: u16) -> Result<MskRecord, CurrentMskError> {
-        if !self.inner.scope.key_groups.contains(&key_group) {
+        let scope = self.inner.scope.borrow().clone();
+        if !scope.key_groups.contains(&key_group) {
             return Err(CurrentMskError::UnknownKeyGroup { key_group });
         }
         let request = proto::GetCurrentMskRequest {
-            key_domain_id: self.inner.scope.key_domain_id.0.to_vec(),
+            key_domain_id: scope.key_domain_id.0.to_vec(),
             key_group: key_group.into(),
         };
         let mut rpc = self.inner.rpc.clone();
@@ -339,7 +386,7 @@ impl MskClient {
             .inner
             .unary("GetCurrentMsk", rpc.get_current_msk(request))
             .await?;
-        msk_from_wire(wire, &self.inner.scope).map_err(|e| {
+        msk_from_wire(wire, &scope).map_err(|e| {
             self.inner.reject("GetCurrentMsk", e.to_string());
             e.into()
         })
@@ -353,6 +400,8 @@ struct StreamEnd {
     refused: bool,
     /// The stream had delivered a full snapshot: the backoff starts over.
     was_healthy: bool,
+    /// Ended on purpose because the Key Groups changed: reconnect at once.
+    rescoped: bool,
 }
 
 fn refused(code: Code) -> bool {
@@ -371,6 +420,11 @@ async fn watch_forever(inner: Arc<Inner>) {
     let mut attempt: u32 = 0;
     loop {
         let end = watch_once(&inner).await;
+        if end.rescoped {
+            tracing::info!(key_groups = ?inner.scope.borrow().key_groups, "Key Groups changed; restarting the BM-SC watch stream");
+            attempt = 0;
+            continue;
+        }
         if end.was_healthy {
             attempt = 0;
         }
@@ -397,14 +451,27 @@ async fn watch_once(inner: &Inner) -> StreamEnd {
         reason,
         refused,
         was_healthy,
+        rescoped: false,
     };
+    let rescoped = || StreamEnd {
+        reason: "Key Groups changed".into(),
+        refused: false,
+        was_healthy: true,
+        rescoped: true,
+    };
+    let mut scope_changes = inner.scope.subscribe();
+    let scope = scope_changes.borrow_and_update().clone();
     let request = proto::WatchMsksRequest {
-        key_domain_id: inner.scope.key_domain_id.0.to_vec(),
-        key_groups: inner.scope.key_groups.iter().map(|&g| g.into()).collect(),
+        key_domain_id: scope.key_domain_id.0.to_vec(),
+        key_groups: scope.key_groups.iter().map(|&g| g.into()).collect(),
         client_id: inner.client_id.clone(),
     };
     let mut rpc = inner.rpc.clone();
-    let mut stream = match inner.unary("WatchMsks", rpc.watch_msks(request)).await {
+    let opened = tokio::select! {
+        opened = inner.unary("WatchMsks", rpc.watch_msks(request)) => opened,
+        _ = scope_changes.changed() => return rescoped(),
+    };
+    let mut stream = match opened {
         Ok(stream) => stream,
         Err(e) => {
             let refused = matches!(&e, RpcError::Status { code, .. } if refused(*code));
@@ -416,8 +483,11 @@ async fn watch_once(inner: &Inner) -> StreamEnd {
     let mut listed: Option<BTreeSet<MskId>> = Some(BTreeSet::new());
     loop {
         let healthy = listed.is_none();
-        let message = match tokio::time::timeout(inner.stream_idle_timeout, stream.message()).await
-        {
+        let next = tokio::select! {
+            next = tokio::time::timeout(inner.stream_idle_timeout, stream.message()) => next,
+            _ = scope_changes.changed() => return rescoped(),
+        };
+        let message = match next {
             Err(_) => {
                 let reason = format!(
                     "no message from the BM-SC for {:?}",
@@ -449,9 +519,9 @@ async fn watch_once(inner: &Inner) -> StreamEnd {
                     // before must not make the snapshot drop the good one.
                     ids.insert(MskId(msk.msk_id));
                 }
-                install(inner, &mut working, msk)
+                install(inner, &scope, &mut working, msk)
             }
-            Some(Event::Invalidated(msk_ref)) => invalidate(inner, &mut working, &msk_ref),
+            Some(Event::Invalidated(msk_ref)) => invalidate(inner, &scope, &mut working, &msk_ref),
             Some(Event::SnapshotComplete(_)) => {
                 if let Some(ids) = listed.take() {
                     for gone in working.retain_listed(&ids) {
@@ -474,8 +544,8 @@ async fn watch_once(inner: &Inner) -> StreamEnd {
     }
 }
 
-fn install(inner: &Inner, working: &mut MskSet, msk: proto::Msk) -> bool {
-    let record = match msk_from_wire(msk, &inner.scope) {
+fn install(inner: &Inner, scope: &MskScope, working: &mut MskSet, msk: proto::Msk) -> bool {
+    let record = match msk_from_wire(msk, scope) {
         Ok(record) => record,
         Err(e) => {
             inner.reject("Msk", e.to_string());
@@ -496,16 +566,21 @@ fn install(inner: &Inner, working: &mut MskSet, msk: proto::Msk) -> bool {
     }
 }
 
-fn invalidate(inner: &Inner, working: &mut MskSet, msk_ref: &proto::MskRef) -> bool {
+fn invalidate(
+    inner: &Inner,
+    scope: &MskScope,
+    working: &mut MskSet,
+    msk_ref: &proto::MskRef,
+) -> bool {
     let checked = key_domain_id_from_wire(&msk_ref.key_domain_id, "MskRef.key_domain_id").and_then(
         |domain| {
-            if domain == inner.scope.key_domain_id {
-                msk_id_in_scope(msk_ref.msk_id, "MskRef.msk_id", &inner.scope)
+            if domain == scope.key_domain_id {
+                msk_id_in_scope(msk_ref.msk_id, "MskRef.msk_id", scope)
             } else {
                 Err(MskAnswerError::KeyDomainMismatch {
                     field: "MskRef.key_domain_id",
                     got: super::validate::key_domain_hex(domain),
-                    expected: super::validate::key_domain_hex(inner.scope.key_domain_id),
+                    expected: super::validate::key_domain_hex(scope.key_domain_id),
                 })
             }
         },

@@ -9,7 +9,7 @@
 
 use super::labels::{
     BmscRpc, BmscState, DropReason, EgressLabel, IngestOrigin, IngestRejectReason, LabelValue,
-    MikeyTransport, RpcFailure,
+    MikeyTransport, ReloadResult, RpcFailure, SessionKind,
 };
 use super::names::{self, MetricDef, MetricType};
 use crate::runtime::bmsc::ClientStatus;
@@ -371,6 +371,36 @@ impl BmscMetrics {
 }
 
 impl Default for BmscMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Process-wide counts: configuration reloads and sessions running.
+#[derive(Debug, Clone)]
+pub struct GatewayMetrics {
+    reloads: Box<[Counter]>,
+    sessions: Box<[Gauge]>,
+}
+
+impl GatewayMetrics {
+    pub fn new() -> Self {
+        Self {
+            reloads: per_value(|r: &ReloadResult| counter(&names::CONFIG_RELOADS, &[r.as_str()])),
+            sessions: per_value(|k: &SessionKind| gauge(&names::SESSIONS, &[k.as_str()])),
+        }
+    }
+
+    pub fn reloaded(&self, result: ReloadResult) {
+        self.reloads[result.index()].increment(1);
+    }
+
+    pub fn sessions(&self, kind: SessionKind, running: usize) {
+        self.sessions[kind.index()].set(running as f64);
+    }
+}
+
+impl Default for GatewayMetrics {
     fn default() -> Self {
         Self::new()
     }

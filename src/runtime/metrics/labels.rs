@@ -60,6 +60,26 @@ label_enum! {
 }
 
 label_enum! {
+    /// How a configuration reload ended.
+    ReloadResult {
+        /// Every session of the new configuration runs.
+        Applied => "applied",
+        /// Applied, but some sessions of the new configuration failed to start.
+        Partial => "partial",
+        /// Invalid or not reloadable: the running configuration stays.
+        Refused => "refused",
+    }
+}
+
+label_enum! {
+    /// The kind of a session.
+    SessionKind {
+        Streaming => "streaming",
+        Download => "download",
+    }
+}
+
+label_enum! {
     /// What an egress datagram carries.
     EgressLabel {
         Srtp => "srtp",

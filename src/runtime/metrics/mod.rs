@@ -8,11 +8,12 @@ pub mod labels;
 pub mod names;
 
 pub use handles::{
-    BmscMetrics, EgressMetrics, IngestMetrics, InputMetrics, PushMetrics, SessionMetrics,
+    BmscMetrics, EgressMetrics, GatewayMetrics, IngestMetrics, InputMetrics, PushMetrics,
+    SessionMetrics,
 };
 pub use labels::{
     BmscRpc, BmscState, DropReason, EgressLabel, IngestOrigin, IngestRejectReason, LabelValue,
-    MikeyTransport, RpcFailure,
+    MikeyTransport, ReloadResult, RpcFailure, SessionKind,
 };
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};

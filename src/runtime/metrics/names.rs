@@ -26,12 +26,13 @@ pub mod label {
     pub const STATE: &str = "state";
     /// How a download object entered the gateway (watch folder or HTTP push).
     pub const ORIGIN: &str = "origin";
+    pub const RESULT: &str = "result";
     /// Only on [`super::BUILD_INFO`]: the crate version.
     pub const VERSION: &str = "version";
 
     /// Every label key in use.
-    pub const ALL: [&str; 8] = [
-        SESSION, INPUT, KIND, REASON, TRANSPORT, STATE, ORIGIN, VERSION,
+    pub const ALL: [&str; 9] = [
+        SESSION, INPUT, KIND, REASON, TRANSPORT, STATE, ORIGIN, RESULT, VERSION,
     ];
 }
 
@@ -54,7 +55,7 @@ pub struct MetricDef {
     pub help: &'static str,
 }
 
-use label::{INPUT, KIND, ORIGIN, REASON, SESSION, STATE, TRANSPORT, VERSION};
+use label::{INPUT, KIND, ORIGIN, REASON, RESULT, SESSION, STATE, TRANSPORT, VERSION};
 
 /// Pacing error of one packet: how long after its due time it left. A paced
 /// stream at a few Mbit/s has inter-packet gaps of about 1 ms, so the buckets
@@ -242,6 +243,20 @@ pub const BMSC_REJECTED_ANSWERS: MetricDef = MetricDef {
     help: "BM-SC answers the gateway refused after validation.",
 };
 
+pub const CONFIG_RELOADS: MetricDef = MetricDef {
+    name: name!("config_reloads_total"),
+    kind: MetricType::Counter,
+    labels: &[RESULT],
+    help: "Configuration reloads (SIGHUP), by result (applied; partial: some sessions failed to start; refused: invalid or not reloadable, the running configuration stays).",
+};
+
+pub const SESSIONS: MetricDef = MetricDef {
+    name: name!("sessions"),
+    kind: MetricType::Gauge,
+    labels: &[KIND],
+    help: "Sessions running, by kind (streaming, download).",
+};
+
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: name!("build_info"),
     kind: MetricType::Gauge,
@@ -275,6 +290,8 @@ pub const ALL: &[MetricDef] = &[
     BMSC_RPC_DURATION,
     BMSC_RPC_ERRORS,
     BMSC_REJECTED_ANSWERS,
+    CONFIG_RELOADS,
+    SESSIONS,
     BUILD_INFO,
 ];
 

@@ -1,0 +1,590 @@
+//! Load test of the real gateway binary on loopback (not part of `cargo test`):
+//! a reference BM-SC in this process, the gateway as a child process, N
+//! streaming sessions × a bit rate for T seconds, and receivers on every
+//! session's multicast group. Reports loss, ingest→egress latency (send time at
+//! the load generator to receive time of the SRTP packet with the same RTP
+//! sequence number, so it includes two loopback hops), the gateway's CPU and
+//! its resident memory.
+//!
+//! ```text
+//! cargo build --release --bins --examples
+//! target/release/examples/loadtest --sessions 50 --mbit 2 --seconds 10
+//! ```
+//!
+//! Workloads are [`Workload`]s: each adds its sessions to the gateway
+//! configuration, starts its senders and receivers, and reports. Download
+//! (FLUTE) sessions plug in as a second implementation next to
+//! [`StreamingLoad`].
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use mbms_gateway::protocol::keys::KeyDomainId;
+use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
+use socket2::{Domain, Socket, Type};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const KEY_DOMAIN: KeyDomainId = KeyDomainId([0x09, 0xf1, 0x07]);
+/// RTP header plus 7 MPEG-TS packets, the usual RTP/MP2T datagram.
+const RTP_LEN: usize = 12 + 7 * 188;
+/// Send times are kept for this many packets per session (a ring indexed by
+/// sequence number): far more than any latency at the rates tested.
+const RING: usize = 8192;
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Streaming sessions.
+    #[arg(long, default_value_t = 20)]
+    sessions: usize,
+    /// Bit rate of each streaming session (RTP payload and header), Mbit/s.
+    #[arg(long, default_value_t = 2.0)]
+    mbit: f64,
+    /// Seconds of traffic.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The gateway binary (default: `mbms-gateway` next to this example's
+    /// directory, i.e. the same profile's build).
+    #[arg(long)]
+    gateway: Option<PathBuf>,
+    /// Print the result as a Markdown table row.
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// One kind of load: its sessions in the gateway configuration, its traffic and
+/// its report.
+trait Workload: Send {
+    /// `[[streaming]]` / `[[download]]` tables for the gateway configuration.
+    fn config_toml(&self) -> String;
+    /// Key Groups the BM-SC must serve.
+    fn key_groups(&self) -> Vec<u16>;
+    /// Starts receiving (before any traffic).
+    fn start_receivers(&mut self) -> Result<()>;
+    /// Sends for `duration`, then returns.
+    fn send(&mut self, duration: Duration) -> Result<()>;
+    /// Stops the receivers and summarises.
+    fn finish(&mut self) -> LoadReport;
+}
+
+#[derive(Debug, Default)]
+struct LoadReport {
+    kind: &'static str,
+    sessions: usize,
+    sent: u64,
+    received: u64,
+    /// Latencies in microseconds, sorted.
+    latencies_us: Vec<u32>,
+}
+
+impl LoadReport {
+    fn loss(&self) -> u64 {
+        self.sent.saturating_sub(self.received)
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let at = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[at]) / 1000.0
+    }
+}
+
+/// N RTP streams at a fixed rate into the gateway; receivers on each SRTP
+/// destination match packets by RTP sequence number (in clear in SRTP).
+struct StreamingLoad {
+    sessions: Vec<StreamSession>,
+    packets_per_second: f64,
+    /// Per session, send time (ns since `epoch`) by `seq % RING`.
+    sent_at: Arc<Vec<Box<[AtomicU64]>>>,
+    sent: Vec<u64>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    receiver: Option<JoinHandle<(Vec<u64>, Vec<u32>)>>,
+}
+
+struct StreamSession {
+    group: Ipv4Addr,
+    ingest_port: u16,
+    egress_port: u16,
+}
+
+fn free_udp_port() -> Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl StreamingLoad {
+    fn new(sessions: usize, mbit: f64) -> Result<Self> {
+        if sessions == 0 || sessions > 250 * 50 {
+            bail!("--sessions must be 1..=12500");
+        }
+        let sessions = (0..sessions)
+            .map(|i| {
+                Ok(StreamSession {
+                    group: Ipv4Addr::new(239, 255, 100 + (i / 250) as u8, (i % 250) as u8 + 1),
+                    ingest_port: free_udp_port()?,
+                    egress_port: free_udp_port()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ring = || (0..RING).map(|_| AtomicU64::new(0)).collect();
+        Ok(Self {
+            packets_per_second: mbit * 1e6 / (RTP_LEN as f64 * 8.0),
+            sent_at: Arc::new(sessions.iter().map(|_| ring()).collect()),
+            sent: vec![0; sessions.len()],
+            sessions,
+            epoch: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
+            receiver: None,
+        })
+    }
+}
+
+impl Workload for StreamingLoad {
+    fn config_toml(&self) -> String {
+        let mut text = String::new();
+        for (i, s) in self.sessions.iter().enumerate() {
+            text.push_str(&format!(
+                r#"
+[[streaming]]
+name = "s{i}"
+key_group = {kg}
+destination = "{group}"
+interface = "127.0.0.1"
+ttl = 0
+mtk = {{ period = "10s", lead = "2s", resend = "1s" }}
+[[streaming.flow]]
+ingest = "127.0.0.1:{ingest}"
+port = {egress}
+"#,
+                kg = i + 1,
+                group = s.group,
+                ingest = s.ingest_port,
+                egress = s.egress_port,
+            ));
+        }
+        text
+    }
+
+    fn key_groups(&self) -> Vec<u16> {
+        (1..=self.sessions.len() as u16).collect()
+    }
+
+    fn start_receivers(&mut self) -> Result<()> {
+        let mut sockets = Vec::new();
+        for s in &self.sessions {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_recv_buffer_size(2 << 20)?;
+            socket.bind(&SocketAddr::from((s.group, s.egress_port)).into())?;
+            socket.join_multicast_v4(&s.group, &Ipv4Addr::LOCALHOST)?;
+            socket.set_nonblocking(true)?;
+            sockets.push(UdpSocket::from(socket));
+        }
+        let (stop, sent_at, epoch) = (self.stop.clone(), self.sent_at.clone(), self.epoch);
+        self.receiver = Some(std::thread::spawn(move || {
+            receive(&sockets, &stop, &sent_at, epoch)
+        }));
+        Ok(())
+    }
+
+    fn send(&mut self, duration: Duration) -> Result<()> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let dests: Vec<SocketAddr> = self
+            .sessions
+            .iter()
+            .map(|s| SocketAddr::from((Ipv4Addr::LOCALHOST, s.ingest_port)))
+            .collect();
+        let mut packet = [0u8; RTP_LEN];
+        packet[0] = 0x80;
+        packet[1] = 33;
+        let start = Instant::now();
+        let interval = 1.0 / self.packets_per_second;
+        // Sessions are spread over one packet interval so the load is even.
+        let offset = |i: usize| interval * i as f64 / self.sessions.len() as f64;
+        while start.elapsed() < duration {
+            let now = start.elapsed().as_secs_f64();
+            for (i, dest) in dests.iter().enumerate() {
+                let due = ((now - offset(i)) / interval).floor() as i64 + 1;
+                while (self.sent[i] as i64) < due {
+                    let seq = self.sent[i] as u16;
+                    packet[2..4].copy_from_slice(&seq.to_be_bytes());
+                    packet[4..8].copy_from_slice(&(self.sent[i] as u32 * 3600).to_be_bytes());
+                    packet[8..12].copy_from_slice(&(0x1000_0000 + i as u32).to_be_bytes());
+                    let t = self.epoch.elapsed().as_nanos() as u64;
+                    self.sent_at[i][usize::from(seq) % RING].store(t, Ordering::Relaxed);
+                    socket.send_to(&packet, dest)?;
+                    self.sent[i] += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> LoadReport {
+        std::thread::sleep(Duration::from_millis(500));
+        self.stop.store(true, Ordering::Relaxed);
+        let (received, mut latencies_us) = self
+            .receiver
+            .take()
+            .map(|t| t.join().expect("receiver thread"))
+            .unwrap_or_default();
+        latencies_us.sort_unstable();
+        LoadReport {
+            kind: "streaming",
+            sessions: self.sessions.len(),
+            sent: self.sent.iter().sum(),
+            received: received.iter().sum(),
+            latencies_us,
+        }
+    }
+}
+
+/// Receives on every socket until `stop`; per session the packets received,
+/// and every latency in microseconds.
+fn receive(
+    sockets: &[UdpSocket],
+    stop: &AtomicBool,
+    sent_at: &[Box<[AtomicU64]>],
+    epoch: Instant,
+) -> (Vec<u64>, Vec<u32>) {
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut received = vec![0u64; sockets.len()];
+    let mut latencies = Vec::with_capacity(1 << 20);
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: `fds` is a valid pollfd array for the call's duration.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+        if ready <= 0 {
+            continue;
+        }
+        for (i, fd) in fds.iter().enumerate() {
+            if fd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            while let Ok(n) = sockets[i].recv(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                let now = epoch.elapsed().as_nanos() as u64;
+                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                let sent = sent_at[i][usize::from(seq) % RING].load(Ordering::Relaxed);
+                received[i] += 1;
+                latencies.push((now.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32);
+            }
+        }
+    }
+    (received, latencies)
+}
+
+/// CPU time (user + system, clock ticks) of every thread of `pid`, by thread
+/// name with digits stripped (ingest-s12 → ingest-s).
+fn thread_cpu(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may contain spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name: String = stat[open + 1..close]
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = fields
+            .get(11)
+            .and_then(|u| u.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+        out.push((name, ticks));
+    }
+    out
+}
+
+fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+}
+
+/// Busy and total jiffies of every CPU, from /proc/stat.
+fn cpu_jiffies() -> Vec<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let total: u64 = v.iter().sum();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        })
+        .collect()
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    raw.get(9..12)?.parse().ok()
+}
+
+fn gateway_binary(args: &Args) -> Result<PathBuf> {
+    if let Some(path) = &args.gateway {
+        return Ok(path.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the example's directory")?;
+    let path = dir.join("mbms-gateway");
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it with `cargo build --release --bins --examples` or pass --gateway",
+        path.display()
+    );
+    Ok(path)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let binary = gateway_binary(&args)?;
+    let dir = std::env::temp_dir().join(format!("mbms-loadtest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+
+    let mut workloads: Vec<Box<dyn Workload>> =
+        vec![Box::new(StreamingLoad::new(args.sessions, args.mbit)?)];
+    let key_groups: Vec<u16> = workloads.iter().flat_map(|w| w.key_groups()).collect();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bmsc_addr = listener.local_addr()?;
+    let bmsc = Bmsc::from_config(&BmscConfig {
+        listen: bmsc_addr,
+        tls: None,
+        key_domain_id: KEY_DOMAIN,
+        key_groups,
+        keys: KeySource::Generate(GenerateConfig {
+            rotate_every_s: 3600,
+            lifetime_s: 7200,
+            announce_ahead_s: 60,
+            seq_l: 1,
+            seq_u: 0xFFFF,
+        }),
+        state_dir: None,
+        heartbeat_interval_s: 5,
+        key_management: None,
+    })?
+    .spawn(listener)?;
+
+    let admin = SocketAddr::from((
+        Ipv4Addr::LOCALHOST,
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+    ));
+    let mut config = format!(
+        r#"state_dir = "{state}"
+instance_id = "loadtest"
+[admin]
+listen = "{admin}"
+[bmsc]
+endpoint = "http://{bmsc_addr}"
+key_domain_id = "09f107"
+"#,
+        state = dir.join("gw").display(),
+    );
+    for w in &workloads {
+        config.push_str(&w.config_toml());
+    }
+    let config_path = dir.join("gateway.toml");
+    std::fs::write(&config_path, config)?;
+
+    let mut gateway: Child = Command::new(&binary)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = gateway.id();
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while http_status(admin, "/readyz") != Some(200) {
+        if Instant::now() > ready_by {
+            let _ = gateway.kill();
+            bail!("the gateway did not become ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in &mut workloads {
+        w.start_receivers()?;
+    }
+
+    let duration = Duration::from_secs(args.seconds);
+    let (ticks_before, threads_before, cpus_before) =
+        (process_ticks(pid), thread_cpu(pid), cpu_jiffies());
+    let wall = Instant::now();
+    let reports = tokio::task::spawn_blocking(move || -> Result<Vec<LoadReport>> {
+        // Each workload sends from its own thread.
+        let handles: Vec<_> = workloads
+            .into_iter()
+            .map(|mut w| {
+                std::thread::spawn(move || -> Result<LoadReport> {
+                    w.send(duration)?;
+                    Ok(w.finish())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("workload thread"))
+            .collect()
+    })
+    .await??;
+    let elapsed = wall.elapsed().as_secs_f64();
+    let (ticks_after, threads_after, cpus_after) =
+        (process_ticks(pid), thread_cpu(pid), cpu_jiffies());
+    let rss_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
+    let hwm_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = gateway.wait()?;
+    bmsc.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cores = (ticks_after - ticks_before) as f64 / hz / elapsed;
+    let sum_by_kind = |threads: &[(String, u64)]| {
+        let mut by_kind = std::collections::BTreeMap::<String, u64>::new();
+        for (name, ticks) in threads {
+            *by_kind.entry(name.clone()).or_default() += ticks;
+        }
+        by_kind
+    };
+    let before_by_kind = sum_by_kind(&threads_before);
+    let by_kind: Vec<(String, u64)> = sum_by_kind(&threads_after)
+        .into_iter()
+        .map(|(kind, after)| {
+            let before = before_by_kind.get(&kind).copied().unwrap_or(0);
+            (kind, after.saturating_sub(before))
+        })
+        .collect();
+    let per_core: Vec<String> = cpus_before
+        .iter()
+        .zip(&cpus_after)
+        .map(|((b0, t0), (b1, t1))| {
+            format!("{:.0}%", 100.0 * (b1 - b0) as f64 / (t1 - t0).max(1) as f64)
+        })
+        .collect();
+
+    println!(
+        "gateway exit: {status}; {elapsed:.1} s of traffic; machine CPU per core: {}",
+        per_core.join(" ")
+    );
+    println!(
+        "gateway CPU: {:.2} cores ({:.0}% of one core); RSS {rss_mib:.1} MiB (peak {hwm_mib:.1} MiB)",
+        cores,
+        cores * 100.0
+    );
+    for (kind, ticks) in &by_kind {
+        if *ticks > 0 {
+            println!(
+                "  threads {kind:<16} {:.0}% of one core",
+                100.0 * *ticks as f64 / hz / elapsed
+            );
+        }
+    }
+    for r in &reports {
+        println!(
+            "{}: {} sessions, sent {}, received {}, lost {} ({:.4}%), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+            r.kind,
+            r.sessions,
+            r.sent,
+            r.received,
+            r.loss(),
+            100.0 * r.loss() as f64 / r.sent.max(1) as f64,
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99),
+            r.percentile_ms(0.999),
+        );
+        if args.markdown {
+            println!(
+                "| {} × {} Mbit/s | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.0} |",
+                r.sessions,
+                args.mbit,
+                r.sent,
+                r.loss(),
+                args.seconds,
+                r.percentile_ms(0.5),
+                r.percentile_ms(0.99),
+                r.percentile_ms(0.999),
+                cores,
+                rss_mib,
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Every class of configuration error names the field and the line it is on,
+//! as `mbms-gateway check-config` prints it: unknown keys, bad addresses,
+//! zero where a positive value is needed, duplicate destinations, a missing
+//! Key Group.
+
+use mbms_gateway::runtime::config::GatewayConfig;
+use std::process::Command;
+
+const GOOD: &str = r#"state_dir = "/tmp/x"
+instance_id = "gw-a"
+[bmsc]
+endpoint = "http://127.0.0.1:50051"
+key_domain_id = "64f000"
+[[streaming]]
+name = "tv"
+key_group = 1
+destination = "239.1.1.1"
+mtk = { period = "10s", lead = "2s", resend = "500ms" }
+[[streaming.flow]]
+ingest = "127.0.0.1:5004"
+port = 5004
+[[streaming]]
+name = "radio"
+key_group = 2
+destination = "239.1.1.2"
+[[streaming.flow]]
+ingest = "127.0.0.1:5006"
+port = 5006
+"#;
+
+/// The error of `text`, as the CLI prints it.
+fn error(text: &str) -> String {
+    format!("{:#}", GatewayConfig::parse(text).unwrap_err())
+}
+
+/// The 1-based line on which `needle` starts in `text`.
+fn line(text: &str, needle: &str) -> usize {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    text[..at].matches('\n').count() + 1
+}
+
+/// Replaces the one occurrence of `from`.
+fn edit(from: &str, to: &str) -> String {
+    assert_eq!(GOOD.matches(from).count(), 1, "{from:?}");
+    GOOD.replace(from, to)
+}
+
+fn assert_names(text: &str, field: &str, line_text: &str) -> String {
+    assert_names_at(text, field, line(text, line_text))
+}
+
+fn assert_names_at(text: &str, field: &str, line: usize) -> String {
+    let e = error(text);
+    assert!(e.contains(field), "the error names `{field}`: {e}");
+    assert!(
+        e.contains(&format!("line {line}")),
+        "the error names line {line}: {e}"
+    );
+    e
+}
+
+#[test]
+fn the_good_config_parses() {
+    let c = GatewayConfig::parse(GOOD).unwrap();
+    assert_eq!(c.streaming.len(), 2);
+    assert_eq!(c.bmsc.key_groups, [1, 2]);
+}
+
+#[test]
+fn unknown_keys() {
+    let text = edit("port = 5006", "port = 5006\nprot = 1");
+    assert_names(&text, "prot", "prot = 1");
+    let text = edit("key_group = 2", "key_group = 2\nkey_grup = 3");
+    assert_names(&text, "key_grup", "key_grup");
+    let text = edit("[bmsc]", "[bmsc]\nendpiont = \"x\"");
+    assert_names(&text, "endpiont", "endpiont");
+    let text = format!("statedir = \"/x\"\n{GOOD}");
+    assert_names(&text, "statedir", "statedir");
+}
+
+#[test]
+fn bad_addresses() {
+    let text = edit("\"239.1.1.2\"", "\"239.1.1\"");
+    let e = assert_names(&text, "destination", "destination = \"239.1.1\"");
+    assert!(e.contains("invalid IP address"), "{e}");
+    let text = edit("\"127.0.0.1:5006\"", "\"127.0.0.1\"");
+    assert_names(&text, "ingest", "ingest = \"127.0.0.1\"");
+    let text = edit("\"239.1.1.2\"", "\"0.0.0.0\"");
+    let e = assert_names(
+        &text,
+        "streaming[1].destination",
+        "destination = \"0.0.0.0\"",
+    );
+    assert!(e.contains("unspecified"), "{e}");
+}
+
+#[test]
+fn zero_where_a_positive_value_is_needed() {
+    let text = format!("lease_block = 0\n{GOOD}");
+    assert_names(&text, "lease_block", "lease_block = 0");
+    let text = edit("period = \"10s\"", "period = \"0s\"");
+    assert_names(&text, "streaming[0].mtk.period", "mtk = {");
+    let text = edit("resend = \"500ms\"", "resend = \"500ms\", max_packets = 0");
+    assert_names(&text, "streaming[0].mtk.max_packets", "mtk = {");
+    let text = edit("port = 5006", "port = 0");
+    assert_names(&text, "streaming[1].flow[0].port", "port = 0");
+    let text = edit("\"127.0.0.1:5006\"", "\"127.0.0.1:0\"");
+    assert_names(
+        &text,
+        "streaming[1].flow[0].ingest",
+        "ingest = \"127.0.0.1:0\"",
+    );
+}
+
+#[test]
+fn duplicate_destination_group_and_port() {
+    // Both sessions send to 239.1.1.1:5004.
+    let text = edit("\"239.1.1.2\"", "\"239.1.1.1\"");
+    let text = text.replace("port = 5006", "port = 5004");
+    let e = assert_names(
+        &text,
+        "streaming[1].destination",
+        "destination = \"239.1.1.1\"\n[[streaming.flow]]\ningest = \"127.0.0.1:5006\"",
+    );
+    assert!(e.contains("239.1.1.1"), "{e}");
+    // Two flows of one session on one port.
+    let text = format!("{GOOD}[[streaming.flow]]\ningest = \"127.0.0.1:5008\"\nport = 5006\n");
+    let e = assert_names_at(
+        &text,
+        "streaming[1].flow[1].port",
+        line(&text, "ingest = \"127.0.0.1:5008\"") + 1,
+    );
+    assert!(e.contains("duplicate destination 239.1.1.2:5006"), "{e}");
+    // The same ingest address twice.
+    let text = edit("\"127.0.0.1:5006\"", "\"127.0.0.1:5004\"");
+    assert_names(
+        &text,
+        "streaming[1].flow[0].ingest",
+        "ingest = \"127.0.0.1:5004\"\nport = 5006",
+    );
+}
+
+#[test]
+fn key_group_missing_or_shared() {
+    let text = edit("key_group = 2\n", "");
+    assert_names(&text, "key_group", "[[streaming]]\nname = \"radio\"");
+    let text = edit("key_group = 2", "key_group = 1");
+    let e = assert_names(
+        &text,
+        "streaming[1].key_group",
+        "key_group = 1\ndestination = \"239.1.1.2\"",
+    );
+    assert!(e.contains("`tv`"), "{e}");
+    let text = edit("key_group = 2", "key_group = 70000");
+    assert_names(&text, "key_group", "key_group = 70000");
+}
+
+#[test]
+fn check_config_prints_the_line_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, edit("port = 5006", "port = 0")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mbms-gateway"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("streaming[1].flow[0].port") && stderr.contains("line 20"),
+        "{stderr}"
+    );
+    std::fs::write(&path, GOOD).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mbms-gateway"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,99 @@
+//! The gateway process speaks systemd's notification protocol on the socket
+//! named by `$NOTIFY_SOCKET`: READY=1 once started, RELOADING=1 then READY=1
+//! around a SIGHUP, STOPPING=1 on SIGTERM, and WATCHDOG=1 with WATCHDOG_USEC.
+
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn next(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8(buf[..n].to_vec()).unwrap()
+}
+
+#[test]
+fn ready_reloading_watchdog_and_stopping_are_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+instance_id = "gw-notify"
+[admin]
+listen = "127.0.0.1:0"
+[bmsc]
+endpoint = "http://127.0.0.1:1"
+key_domain_id = "09f107"
+[[streaming]]
+name = "tv"
+key_group = 1
+destination = "239.255.42.2"
+interface = "127.0.0.1"
+ttl = 0
+[[streaming.flow]]
+ingest = "{ingest}"
+port = 5004
+"#,
+            state = dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let socket_path = dir.path().join("notify");
+    let manager = UnixDatagram::bind(&socket_path).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mbms-gateway"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        // A 400 ms watchdog: a keep-alive every 200 ms.
+        .env("WATCHDOG_USEC", "400000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let signal = |signal| {
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    };
+
+    assert_eq!(next(&manager), "READY=1\nSTATUS=1 streaming session(s)");
+    // The first tick of the watchdog interval is immediate, then every 200 ms.
+    assert_eq!(next(&manager), "WATCHDOG=1");
+    assert_eq!(next(&manager), "WATCHDOG=1");
+
+    signal(libc::SIGHUP);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.starts_with("READY=1")) {
+        let message = next(&manager);
+        if message != "WATCHDOG=1" {
+            seen.push(message);
+        }
+    }
+    assert!(
+        seen[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    signal(libc::SIGTERM);
+    loop {
+        let message = next(&manager);
+        if message != "WATCHDOG=1" {
+            assert_eq!(message, "STOPPING=1");
+            break;
+        }
+    }
+    assert!(child.wait().unwrap().success());
+}
