@@ -72,7 +72,7 @@ pub enum ReceiverEvent {
     /// A new FDT Instance.
     Fdt { instance_id: u32 },
     /// An object, whole and checked against its FDT entry.
-    Object { file: FdtFile, data: Vec<u8> },
+    Object { file: Box<FdtFile>, data: Vec<u8> },
     /// The sender closed the session (A flag).
     SessionClosed,
 }
@@ -325,7 +325,10 @@ impl FluteReceiver {
             });
         }
         self.stats.objects += 1;
-        events.push(ReceiverEvent::Object { file, data });
+        events.push(ReceiverEvent::Object {
+            file: Box::new(file),
+            data,
+        });
         Ok(())
     }
 

@@ -154,7 +154,7 @@ impl Core {
                     self.mikey_objects += 1;
                     self.open_mikey(file.content_location, data);
                 } else {
-                    self.open(file, data);
+                    self.open(*file, data);
                 }
             }
         }
@@ -172,10 +172,10 @@ impl Core {
                     self.open(file, data);
                 }
             }
-            None if !self.mikey.holds_msk_for(&data) => {
-                if self.unopened.len() < MAX_WAITING_FOR_KEY {
-                    self.unopened.push((location, data));
-                }
+            None if !self.mikey.holds_msk_for(&data)
+                && self.unopened.len() < MAX_WAITING_FOR_KEY =>
+            {
+                self.unopened.push((location, data));
             }
             None => {}
         }
