@@ -76,7 +76,7 @@ fn json_lines_carry_level_message_and_fields() {
         .find(|v| message(v) == "gateway running")
         .unwrap_or_else(|| panic!("no `gateway running` line:\n{log}"));
     assert_eq!(running["level"], "INFO");
-    assert_eq!(running["fields"]["sessions"], 1);
+    assert_eq!(running["fields"]["streaming"], 1);
     assert!(
         lines.iter().any(|v| message(v) == "gateway stopped"),
         "{log}"
@@ -99,7 +99,7 @@ fn human_lines_are_plain_text() {
         .find(|l| l.contains("gateway running"))
         .unwrap_or_else(|| panic!("no `gateway running` line:\n{log}"));
     assert!(
-        running.contains("INFO") && running.contains("sessions=1"),
+        running.contains("INFO") && running.contains("streaming=1"),
         "{running}"
     );
     assert!(!running.trim_start().starts_with('{'), "{running}");
