@@ -324,7 +324,10 @@ port = 5004
     fn deploy_example_parses() {
         let c = GatewayConfig::parse(include_str!("../../deploy/gateway.example.toml")).unwrap();
         assert_eq!(c.streaming[0].flows.len(), 2);
-        assert_eq!(c.bmsc.key_groups, vec![1]);
+        assert_eq!(c.bmsc.key_groups, vec![1, 2]);
+        assert_eq!(c.download[0].bitrate, 20_000_000);
+        assert_eq!(c.download[0].max_object_size, 2 << 30);
+        assert!(c.download[0].watch.is_some() && c.push.is_some());
         assert!(c.bmsc.tls.as_ref().unwrap().cert_file.is_some());
     }
 

@@ -76,7 +76,9 @@ pub struct DownloadSession {
 #[serde(rename_all = "kebab-case")]
 pub enum Encryption {
     #[default]
+    #[serde(rename = "aes-128-cbc")]
     Aes128Cbc,
+    #[serde(rename = "aes-128-ctr")]
     Aes128Ctr,
 }
 
