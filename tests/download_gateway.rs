@@ -392,3 +392,81 @@ carousel = { repetitions = 1000, fdt_interval = "200ms", fdt_lifetime = "10s" }"
     drop(probe);
     run.gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flute_crate_receiver_reassembles_our_encrypted_objects_from_the_group() {
+    use flute::core::UDPEndpoint;
+    use flute::receiver::MultiReceiver;
+    use flute::receiver::writer::ObjectWriterBufferBuilder;
+    use std::rc::Rc;
+
+    let group = Ipv4Addr::new(239, 255, 40, 7);
+    let run = start(
+        "download-flute-crate",
+        group,
+        r#"bitrate = "50Mbit"
+carousel = { repetitions = 2 }"#,
+    )
+    .await;
+    let capture = Capture::start(group, run.port);
+    let probe = run.probe(0.0);
+    let sent = [
+        ("a/manifest.mpd", content(1_500, 41)),
+        ("a/init.mp4", content(1, 42)),
+        ("a/seg-1.m4s", content(400_000, 43)),
+    ];
+    for (location, data) in &sent {
+        run.send(location, data).await;
+    }
+    let report = wait_complete(&probe, sent.len(), Duration::from_secs(20)).await;
+    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
+    assert_all_complete(&report, &locations);
+    let stats = run.session().sender_stats.clone();
+    wait_for("every transmission", Duration::from_secs(20), || {
+        stats.objects_completed.load(Ordering::Relaxed) == sent.len() as u64
+    })
+    .await;
+    drop(probe);
+    run.gateway.stop().await;
+    let captured = capture.finish();
+
+    let writer = Rc::new(ObjectWriterBufferBuilder::new(true));
+    let mut receiver = MultiReceiver::new(writer.clone(), None, true);
+    let endpoint = UDPEndpoint::new(None, group.to_string(), run.port);
+    receiver.add_listen_tsi(endpoint.clone(), 7);
+    let now = std::time::SystemTime::now();
+    for (_, datagram) in &captured {
+        receiver.push(&endpoint, datagram, now).unwrap();
+    }
+    let objects = writer.objects.borrow();
+    let find = |location: &str| {
+        objects
+            .iter()
+            .find(|o| o.borrow().meta.content_location == location)
+            .unwrap_or_else(|| panic!("the flute crate never saw {location}"))
+            .clone()
+    };
+    for (location, data) in &sent {
+        let object = find(location);
+        let object = object.borrow();
+        assert!(object.complete && !object.error, "{location}");
+        assert_eq!(
+            object.meta.content_type.as_deref(),
+            Some("application/vnd.oma.drm.dcf"),
+            "{location}"
+        );
+        // A DCF: the plaintext is not in it, and it is longer by its headers.
+        assert!(object.data.len() > data.len(), "{location}");
+        assert!(object.data.starts_with(&[0, 0, 0]) && &object.data[4..8] == b"ftyp");
+        assert_eq!(object.meta.transfer_length, Some(object.data.len()));
+    }
+    let keys: Vec<_> = objects
+        .iter()
+        .filter(|o| o.borrow().meta.content_type.as_deref() == Some("application/mikey"))
+        .collect();
+    assert!(!keys.is_empty(), "no MIKEY object reached the flute crate");
+    assert!(
+        keys.iter()
+            .all(|k| k.borrow().complete && !k.borrow().error)
+    );
+}
