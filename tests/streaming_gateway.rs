@@ -290,9 +290,9 @@ async fn bmsc_outage_sends_while_the_msk_is_valid_halts_after_and_resumes() {
     bmsc.stop().await.unwrap();
 }
 
-/// The demo is the whole chain: BM-SC, encoder, gateway and a probe acting as a
-/// UE. It must decrypt every packet across several MTK switches and one MSK
-/// change.
+/// The demo is the whole chain: BM-SC, encoder, packager, gateway and probes
+/// acting as UEs. It must decrypt every packet across several MTK switches and
+/// one MSK change, and deliver every file byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_decrypts_every_packet_across_mtk_switches_and_an_msk_change() {
     let summary = mbms_gateway::runtime::demo::run_demo(&Default::default())
@@ -304,6 +304,8 @@ async fn probe_decrypts_every_packet_across_mtk_switches_and_an_msk_change() {
     assert!(summary.msks_used >= 2, "{summary}");
     assert_eq!(summary.probe.srtp.auth_failures, 0);
     assert_eq!(summary.probe.lost(), 0);
+    assert!(summary.files_written >= 8, "{summary}");
+    assert_eq!(summary.files_verified, summary.files_written, "{summary}");
 }
 
 /// IPv6 egress (unicast to ::1; `lo` does not loop IPv6 multicast back) and

@@ -1,15 +1,19 @@
-//! `mbms-gateway demo`: the whole streaming chain on loopback in one command: a
-//! reference BM-SC (gRPC), a synthetic MPEG-TS encoder, the gateway and a probe
-//! that does what a UE does. Runs across several MTK switches and one MSK
-//! change, prints what was sent and verified, and passes only if the probe
-//! decrypted and verified every packet the encoder sent.
+//! `mbms-gateway demo`: the whole chain on loopback in one command: a
+//! reference BM-SC (gRPC), a synthetic MPEG-TS encoder, a packager writing
+//! DASH segments into a watch folder, the gateway (one streaming and one
+//! download session) and probes that do what a UE does. Runs across several
+//! MTK switches and one MSK change, prints what was sent and verified, and
+//! passes only if every packet the encoder sent was decrypted and verified and
+//! every file arrived byte-identical.
 
+use super::bmsc::MskClientConfig;
 use super::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
 use super::config::GatewayConfig;
 use super::encoder::{EncoderConfig, start_encoder};
 use super::gateway::Gateway;
 use super::probe::{
-    ProbeExpect, ProbeKeySource, ProbeReport, StreamingProbeConfig, start_streaming_probe,
+    DownloadProbeConfig, DownloadReport, ObjectStatus, ProbeExpect, ProbeKeySource, ProbeReport,
+    StreamingProbeConfig, start_download_probe, start_streaming_probe,
 };
 use super::streaming::SessionState;
 use super::ue::start_loopback_ue;
@@ -50,12 +54,31 @@ pub struct DemoSummary {
     pub gateway_mtk_switches: u64,
     pub msks_used: usize,
     pub probe: ProbeReport,
+    /// Files the packager wrote into the download session's watch folder.
+    pub files_written: usize,
+    /// Files the download probe decrypted and found byte-identical.
+    pub files_verified: usize,
+    pub download: DownloadReport,
     pub passed: bool,
     pub failures: Vec<String>,
 }
 
 const KEY_DOMAIN: KeyDomainId = KeyDomainId([0x09, 0xf1, 0x07]);
 const KEY_GROUP: u16 = 1;
+const DOWNLOAD_KEY_GROUP: u16 = 2;
+
+/// Deterministic bytes standing in for a media file.
+fn demo_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
 
 fn free_udp_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -78,7 +101,7 @@ async fn run_in(options: &DemoOptions, dir: &std::path::Path) -> Result<DemoSumm
         listen: bmsc_addr,
         tls: None,
         key_domain_id: KEY_DOMAIN,
-        key_groups: vec![KEY_GROUP],
+        key_groups: vec![KEY_GROUP, DOWNLOAD_KEY_GROUP],
         keys: KeySource::Generate(GenerateConfig {
             rotate_every_s: 8,
             lifetime_s: 16,
@@ -103,6 +126,10 @@ async fn run_in(options: &DemoOptions, dir: &std::path::Path) -> Result<DemoSumm
     );
 
     let (ingest_port, egress_port) = (free_udp_port()?, free_udp_port()?);
+    let flute_port = free_udp_port()?;
+    let flute_group = Ipv4Addr::from(u32::from(options.group) + 1);
+    let watch = dir.join("watch");
+    std::fs::create_dir_all(&watch)?;
     let config = GatewayConfig::parse(&format!(
         r#"
 state_dir = "{state}"
@@ -123,9 +150,24 @@ mtk = {{ period = "3s", lead = "1s", resend = "500ms" }}
 [[streaming.flow]]
 ingest = "127.0.0.1:{ingest_port}"
 port = {egress_port}
+[[download]]
+name = "dash"
+key_group = {DOWNLOAD_KEY_GROUP}
+destination = "{flute_group}"
+port = {flute_port}
+tsi = 1
+interface = "127.0.0.1"
+ttl = 0
+bitrate = "40Mbit"
+push = false
+fec = {{ scheme = "raptor", repair_overhead = 0.25 }}
+carousel = {{ repetitions = 3, fdt_interval = "500ms", fdt_lifetime = "10s" }}
+mtk = {{ period = "3s", lead = "1s", resend = "500ms" }}
+watch = {{ folder = "{watch}" }}
 "#,
         state = dir.join("gateway").display(),
         group = options.group,
+        watch = watch.display(),
     ))?;
 
     // The probe joins first, as a UE already tuned in would.
@@ -141,7 +183,30 @@ port = {egress_port}
         .await?
         .context("starting the probe")?;
 
-    let gateway = Gateway::start(&config).context("starting the gateway")?;
+    let mut download_probe_config = DownloadProbeConfig::new(
+        IpAddr::V4(flute_group),
+        flute_port,
+        KEY_DOMAIN,
+        ProbeKeySource::Bmsc(MskClientConfig::new(
+            format!("http://{bmsc_addr}"),
+            KEY_DOMAIN,
+            vec![DOWNLOAD_KEY_GROUP],
+            "demo-download-probe",
+        )),
+    );
+    download_probe_config.interface = Some(localhost);
+    download_probe_config.tsi = Some(1);
+    download_probe_config.output_dir = Some(dir.join("received"));
+    let download_probe =
+        tokio::task::spawn_blocking(move || start_download_probe(download_probe_config))
+            .await?
+            .context("starting the download probe")?;
+
+    let mut gateway = Gateway::start(&config).context("starting the gateway")?;
+    gateway
+        .start_ingest()
+        .await
+        .context("starting the watch folder")?;
     let session = &gateway.streaming[0];
     let mut state = session.state.clone();
     tokio::time::timeout(
@@ -166,14 +231,50 @@ port = {egress_port}
         options.rate_pps,
         options.duration.as_secs_f64()
     );
+    println!(
+        "gateway      files in {} → DCF over FLUTE (Raptor FEC) to {flute_group}:{flute_port}",
+        watch.display()
+    );
     let started = Instant::now();
+    // The packager: a manifest, an init segment, then a segment a second,
+    // each written under a temporary name and renamed into place.
+    let mut written = Vec::new();
+    let mut package = |name: &str, len: usize, seed: u64| -> Result<()> {
+        let data = demo_bytes(len, seed);
+        let part = watch.join(format!("{name}.part"));
+        std::fs::write(&part, &data)?;
+        std::fs::rename(&part, watch.join(name))?;
+        written.push((name.to_owned(), data));
+        Ok(())
+    };
+    package("manifest.mpd", 1_800, 1)?;
+    package("init.mp4", 900, 2)?;
+    let mut segment = 1u64;
     while !encoder.is_finished() {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if started.elapsed() >= Duration::from_secs(segment) && segment <= 8 {
+            package(&format!("seg-{segment}.m4s"), 250_000, 10 + segment)?;
+            segment += 1;
+        }
     }
     let sent = encoder.join();
     // Let the last packets through.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = tokio::task::spawn_blocking(move || probe.stop()).await?;
+    let files = written.len();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while download_probe.snapshot().count(ObjectStatus::Complete) < files
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let download = tokio::task::spawn_blocking(move || download_probe.stop()).await?;
+    let files_verified = written
+        .iter()
+        .filter(|(name, data)| {
+            std::fs::read(dir.join("received").join(name)).is_ok_and(|got| got == *data)
+        })
+        .count();
     let stats = session.stats.clone();
     gateway.stop().await;
     ue.stop().await;
@@ -206,6 +307,11 @@ port = {egress_port}
             msks_used.len()
         ));
     }
+    if files_verified != files {
+        failures.push(format!(
+            "{files_verified} of the {files} files arrived byte-identical"
+        ));
+    }
     println!("ran {:.1} s", started.elapsed().as_secs_f64());
     Ok(DemoSummary {
         encoder_packets: sent.packets_sent,
@@ -219,6 +325,9 @@ port = {egress_port}
         passed: failures.is_empty(),
         failures,
         probe: report,
+        files_written: files,
+        files_verified,
+        download,
     })
 }
 
@@ -238,10 +347,19 @@ impl std::fmt::Display for DemoSummary {
             self.msks_used
         )?;
         write!(f, "{}", self.probe)?;
+        writeln!(
+            f,
+            "download probe      {} of {} files decrypted and byte-identical ({} MIKEY objects, {} FDT Instances, {} packets)",
+            self.files_verified,
+            self.files_written,
+            self.download.mikey_objects,
+            self.download.fdt_instances,
+            self.download.packets
+        )?;
         if self.passed {
             writeln!(
                 f,
-                "PASS: the probe decrypted and verified every packet the encoder sent"
+                "PASS: the probes decrypted and verified every packet the encoder sent and every file"
             )
         } else {
             for failure in &self.failures {
