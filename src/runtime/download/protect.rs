@@ -123,8 +123,23 @@ fn write_dcf(
         path: path.to_owned(),
         source,
     };
-    let mut source = File::open(path).map_err(unreadable)?;
+    let source = File::open(path).map_err(unreadable)?;
     let opened = source.metadata().map_err(unreadable)?;
+    write_from(source, &opened, req, key)
+}
+
+/// Protects the already open `source` (`opened` is its metadata at open).
+fn write_from(
+    mut source: File,
+    opened: &std::fs::Metadata,
+    req: &ProtectRequest<'_>,
+    key: &ProtectionKey,
+) -> Result<ProtectedObject, ProtectError> {
+    let path = req.source;
+    let unreadable = |source| ProtectError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     if !opened.is_file() {
         return Err(ProtectError::NotAFile {
             path: path.to_owned(),
@@ -221,4 +236,88 @@ fn write_dcf(
         mki: key.mki,
         plaintext_len: size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::dcf::EncryptionMethod;
+    use crate::protocol::keys::{KeyDomainId, MskId, MtkId};
+
+    fn key() -> ProtectionKey {
+        let mki = Mki {
+            msk_id: MskId(0x0001_0002),
+            mtk_id: MtkId(3),
+        };
+        ProtectionKey {
+            mki,
+            key_id: MbmsKeyId {
+                key_domain_id: KeyDomainId([1, 2, 3]),
+                msk_id: mki.msk_id,
+                mtk_id: mki.mtk_id,
+            },
+            key: MtkKey::new([7; 16]),
+            key_uri: "mbms-keys/k.mikey".into(),
+            message: Arc::from(&b"mikey"[..]),
+            epoch: 0,
+        }
+    }
+
+    fn request<'a>(dir: &Path, source: &'a Path) -> ProtectRequest<'a> {
+        ProtectRequest {
+            source,
+            content_location: "a.bin",
+            content_type: "application/octet-stream",
+            method: EncryptionMethod::Aes128Cbc,
+            max_size: 1 << 20,
+            spool_path: dir.join("a.dcf"),
+        }
+    }
+
+    #[test]
+    fn a_file_deleted_while_it_is_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, vec![5u8; 100_000]).unwrap();
+        let source = File::open(&path).unwrap();
+        let opened = source.metadata().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let req = request(dir.path(), &path);
+        let result = write_from(source, &opened, &req, &key());
+        assert!(
+            matches!(result, Err(ProtectError::DeletedWhileRead { .. })),
+            "{result:?}"
+        );
+        assert!(result.unwrap_err().to_string().contains("a.bin"));
+    }
+
+    #[test]
+    fn a_file_replaced_while_it_is_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, vec![5u8; 1000]).unwrap();
+        let source = File::open(&path).unwrap();
+        let opened = source.metadata().unwrap();
+        // A packager renames a new version into place under the same name.
+        let next = dir.path().join("next.bin");
+        std::fs::write(&next, vec![6u8; 1000]).unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        let req = request(dir.path(), &path);
+        assert!(matches!(
+            write_from(source, &opened, &req, &key()),
+            Err(ProtectError::DeletedWhileRead { .. })
+        ));
+    }
+
+    #[test]
+    fn a_complete_file_becomes_a_dcf_with_the_md5_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, vec![5u8; 1000]).unwrap();
+        let protected = protect_file(request(dir.path(), &path), &key()).unwrap();
+        let dcf = std::fs::read(&protected.spool_path).unwrap();
+        assert_eq!(protected.transfer_length, dcf.len() as u64);
+        assert_eq!(protected.content_md5, <[u8; 16]>::from(Md5::digest(&dcf)));
+        assert_eq!(protected.plaintext_len, 1000);
+    }
 }
