@@ -94,12 +94,11 @@ impl Running {
             "probe",
         );
         client.backoff_initial_ms = 20;
-        let mut config = DownloadProbeConfig::new(
-            self.group.into(),
-            self.port,
-            KEY_DOMAIN,
-            ProbeKeySource::Bmsc(client),
-        );
+        self.probe_with(ProbeKeySource::Bmsc(client), loss)
+    }
+
+    fn probe_with(&self, keys: ProbeKeySource, loss: f64) -> DownloadProbeHandle {
+        let mut config = DownloadProbeConfig::new(self.group.into(), self.port, KEY_DOMAIN, keys);
         config.interface = Some(Ipv4Addr::LOCALHOST.into());
         config.tsi = Some(7);
         config.output_dir = Some(self.dir.join("received"));
@@ -469,4 +468,49 @@ carousel = { repetitions = 2 }"#,
         keys.iter()
             .all(|k| k.borrow().complete && !k.borrow().error)
     );
+}
+
+/// The UE chain for download: the probe registers with the BM-SC's Key
+/// Request function (HTTP Digest), receives its MSK in a MIKEY MSK message
+/// over UDP, opens the MIKEY objects of the FLUTE session with it and decrypts
+/// the DCF files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_ue_decrypts_dcf_files_with_the_msk_delivered_to_it() {
+    let run = start(
+        "download-ue",
+        Ipv4Addr::new(239, 255, 40, 8),
+        r#"bitrate = "50Mbit"
+carousel = { repetitions = 3 }"#,
+    )
+    .await;
+    let (key_management, ue) = mbms_gateway::runtime::ue::start_loopback_ue(
+        &run.dir.join("ue"),
+        run.bmsc.control.clone(),
+        KEY_DOMAIN,
+        KEY_GROUP,
+    )
+    .await
+    .unwrap();
+    let probe = run.probe_with(ProbeKeySource::Ue(ue.keys()), 0.0);
+    let sent = [
+        ("ue/one.bin", content(30_000, 51)),
+        ("ue/two.bin", content(70_000, 52)),
+    ];
+    for (location, data) in &sent {
+        run.send(location, data).await;
+    }
+    let report = wait_complete(&probe, sent.len(), Duration::from_secs(20)).await;
+    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
+    assert_all_complete(&report, &locations);
+    for (location, data) in &sent {
+        assert!(
+            run.received(location) == *data,
+            "{location}: content differs"
+        );
+    }
+    assert_eq!(report.mikey.bad_mac, 0);
+    drop(probe);
+    ue.stop().await;
+    key_management.stop().await;
+    run.gateway.stop().await;
 }
