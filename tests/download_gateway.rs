@@ -17,7 +17,7 @@ use mbms_gateway::runtime::probe::{
     start_download_probe,
 };
 use mbms_gateway::runtime::streaming::SessionState;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,12 +26,19 @@ struct Running {
     dir: PathBuf,
     bmsc: RunningBmsc,
     gateway: Gateway,
-    group: Ipv4Addr,
+    group: IpAddr,
     port: u16,
 }
 
 /// Session settings that differ between tests, as TOML lines of `[[download]]`.
-async fn start(name: &str, group: Ipv4Addr, session: &str) -> Running {
+async fn start(name: &str, group: impl Into<IpAddr>, session: &str) -> Running {
+    let group = group.into();
+    // IPv4 multicast stays on the host through the loopback interface.
+    let interface = if group.is_ipv4() {
+        r#"interface = "127.0.0.1""#
+    } else {
+        ""
+    };
     let dir = temp_dir(name);
     let bmsc = start_bmsc(&bmsc_config(
         "127.0.0.1:0".parse().unwrap(),
@@ -57,7 +64,7 @@ key_group = {key_group}
 destination = "{group}"
 port = {port}
 tsi = 7
-interface = "127.0.0.1"
+{interface}
 ttl = 0
 {session}
 "#,
@@ -512,5 +519,25 @@ carousel = { repetitions = 3 }"#,
     drop(probe);
     ue.stop().await;
     key_management.stop().await;
+    run.gateway.stop().await;
+}
+
+/// IPv6 egress (unicast to ::1: `lo` does not loop IPv6 multicast back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_over_ipv6() {
+    let run = start(
+        "download-ipv6",
+        Ipv6Addr::LOCALHOST,
+        r#"bitrate = "50Mbit"
+carousel = { repetitions = 2 }"#,
+    )
+    .await;
+    let probe = run.probe(0.0);
+    let data = content(123_456, 61);
+    run.send("v6.bin", &data).await;
+    let report = wait_complete(&probe, 1, Duration::from_secs(20)).await;
+    assert_all_complete(&report, &["v6.bin"]);
+    assert!(run.received("v6.bin") == data);
+    drop(probe);
     run.gateway.stop().await;
 }
