@@ -105,7 +105,7 @@ impl Running {
     }
 
     fn probe_with(&self, keys: ProbeKeySource, loss: f64) -> DownloadProbeHandle {
-        let mut config = DownloadProbeConfig::new(self.group.into(), self.port, KEY_DOMAIN, keys);
+        let mut config = DownloadProbeConfig::new(self.group, self.port, KEY_DOMAIN, keys);
         config.interface = Some(Ipv4Addr::LOCALHOST.into());
         config.tsi = Some(7);
         config.output_dir = Some(self.dir.join("received"));
