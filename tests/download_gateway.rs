@@ -106,7 +106,7 @@ impl Running {
 
     fn probe_with(&self, keys: ProbeKeySource, loss: f64) -> DownloadProbeHandle {
         let mut config = DownloadProbeConfig::new(self.group, self.port, KEY_DOMAIN, keys);
-        config.interface = Some(Ipv4Addr::LOCALHOST.into());
+        config.interface = self.group.is_ipv4().then_some(Ipv4Addr::LOCALHOST.into());
         config.tsi = Some(7);
         config.output_dir = Some(self.dir.join("received"));
         config.simulated_loss = loss;
