@@ -68,7 +68,10 @@ port = 5004
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     };
 
-    assert_eq!(next(&manager), "READY=1\nSTATUS=1 streaming session(s)");
+    assert_eq!(
+        next(&manager),
+        "READY=1\nSTATUS=1 streaming and 0 download session(s)"
+    );
     // The first tick of the watchdog interval is immediate, then every 200 ms.
     assert_eq!(next(&manager), "WATCHDOG=1");
     assert_eq!(next(&manager), "WATCHDOG=1");
