@@ -136,6 +136,27 @@ impl Running {
             .unwrap();
     }
 
+    /// Waits until the probe has every object of `sent` complete, and checks
+    /// that each file it wrote is byte-identical to what was sent.
+    async fn expect_delivered<L: AsRef<str>>(
+        &self,
+        probe: &DownloadProbeHandle,
+        sent: &[(L, Vec<u8>)],
+        timeout: Duration,
+    ) -> DownloadReport {
+        let report = wait_complete(probe, sent.len(), timeout).await;
+        let locations: Vec<&str> = sent.iter().map(|(l, _)| l.as_ref()).collect();
+        assert_all_complete(&report, &locations);
+        for (location, data) in sent {
+            let location = location.as_ref();
+            assert!(
+                self.received(location) == *data,
+                "{location}: content differs"
+            );
+        }
+        report
+    }
+
     fn received(&self, location: &str) -> Vec<u8> {
         std::fs::read(self.dir.join("received").join(location)).unwrap()
     }
@@ -222,17 +243,9 @@ carousel = { repetitions = 2 }"#,
         run.send(location, &data).await;
         sent.push((location, data));
     }
-    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
-    let report = wait_complete(&probe, sent.len(), Duration::from_secs(120)).await;
-    drop(report);
+    run.expect_delivered(&probe, &sent, Duration::from_secs(120))
+        .await;
     let report = probe.stop();
-    assert_all_complete(&report, &locations);
-    for (location, data) in &sent {
-        assert!(
-            run.received(location) == *data,
-            "{location}: content differs"
-        );
-    }
     assert!(report.mikey_objects >= 2, "{}", report.to_json());
     assert_eq!(report.mikey.bad_mac + report.mikey.malformed, 0);
     let stats = &run.session().stats;
@@ -306,9 +319,9 @@ carousel = {{ repetitions = 1, fdt_copies = 8 }}"#
         run.send(&location, &data).await;
         sent.push((location, data));
     }
-    let locations: Vec<&str> = sent.iter().map(|(l, _)| l.as_str()).collect();
-    let report = wait_complete(&probe, sent.len(), Duration::from_secs(30)).await;
-    assert_all_complete(&report, &locations);
+    let report = run
+        .expect_delivered(&probe, &sent, Duration::from_secs(30))
+        .await;
     assert!(report.packets_dropped_by_loss > 0);
     // Each object went out once: FEC alone repaired the loss.
     let transmissions = run
@@ -321,12 +334,6 @@ carousel = {{ repetitions = 1, fdt_copies = 8 }}"#
         sent.len() as u64 + 1,
         "objects and one MIKEY object, once each"
     );
-    for (location, data) in &sent {
-        assert!(
-            run.received(location) == *data,
-            "{location}: content differs"
-        );
-    }
     drop(probe);
     run.gateway.stop().await;
 }
@@ -348,15 +355,8 @@ carousel = { repetitions = 12 }"#,
         run.send(&location, &data).await;
         sent.push((location, data));
     }
-    let locations: Vec<&str> = sent.iter().map(|(l, _)| l.as_str()).collect();
-    let report = wait_complete(&probe, sent.len(), Duration::from_secs(30)).await;
-    assert_all_complete(&report, &locations);
-    for (location, data) in &sent {
-        assert!(
-            run.received(location) == *data,
-            "{location}: content differs"
-        );
-    }
+    run.expect_delivered(&probe, &sent, Duration::from_secs(30))
+        .await;
     drop(probe);
     run.gateway.stop().await;
 }
@@ -386,15 +386,8 @@ carousel = { repetitions = 1000, fdt_interval = "200ms", fdt_lifetime = "10s" }"
     })
     .await;
     let probe = run.probe(0.0);
-    let report = wait_complete(&probe, sent.len(), Duration::from_secs(20)).await;
-    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
-    assert_all_complete(&report, &locations);
-    for (location, data) in &sent {
-        assert!(
-            run.received(location) == *data,
-            "{location}: content differs"
-        );
-    }
+    run.expect_delivered(&probe, &sent, Duration::from_secs(20))
+        .await;
     drop(probe);
     run.gateway.stop().await;
 }
@@ -424,9 +417,8 @@ carousel = { repetitions = 2 }"#,
     for (location, data) in &sent {
         run.send(location, data).await;
     }
-    let report = wait_complete(&probe, sent.len(), Duration::from_secs(20)).await;
-    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
-    assert_all_complete(&report, &locations);
+    run.expect_delivered(&probe, &sent, Duration::from_secs(20))
+        .await;
     let stats = run.session().sender_stats.clone();
     wait_for("every transmission", Duration::from_secs(20), || {
         stats.objects_completed.load(Ordering::Relaxed) == sent.len() as u64
@@ -506,15 +498,9 @@ carousel = { repetitions = 3 }"#,
     for (location, data) in &sent {
         run.send(location, data).await;
     }
-    let report = wait_complete(&probe, sent.len(), Duration::from_secs(20)).await;
-    let locations: Vec<&str> = sent.iter().map(|(l, _)| *l).collect();
-    assert_all_complete(&report, &locations);
-    for (location, data) in &sent {
-        assert!(
-            run.received(location) == *data,
-            "{location}: content differs"
-        );
-    }
+    let report = run
+        .expect_delivered(&probe, &sent, Duration::from_secs(20))
+        .await;
     assert_eq!(report.mikey.bad_mac, 0);
     drop(probe);
     ue.stop().await;

@@ -147,6 +147,34 @@ impl MtkSettings {
     }
 }
 
+impl MtkSettings {
+    /// Checks the schedule; `at` names the session in errors.
+    pub fn validate(&self, at: &str) -> Result<()> {
+        ensure!(!self.period.is_zero(), "{at}.mtk.period: must be above 0");
+        ensure!(
+            self.lead < self.period,
+            "{at}.mtk.lead: must be shorter than mtk.period"
+        );
+        ensure!(!self.resend.is_zero(), "{at}.mtk.resend: must be above 0");
+        ensure!(
+            self.max_packets != Some(0),
+            "{at}.mtk.max_packets: must be above 0"
+        );
+        Ok(())
+    }
+}
+
+/// Checks the egress settings every session kind has.
+pub fn validate_egress(at: &str, destination: IpAddr, ttl: u32, dscp: u8) -> Result<()> {
+    ensure!(dscp < 64, "{at}.dscp: {dscp} is not a DSCP value (0-63)");
+    ensure!(ttl <= 255, "{at}.ttl: {ttl} is over 255");
+    ensure!(
+        !destination.is_unspecified(),
+        "{at}.destination: unspecified address"
+    );
+    Ok(())
+}
+
 impl Flow {
     /// The `input` label of the flow at `index`.
     pub fn label(&self, index: usize) -> String {
@@ -203,31 +231,12 @@ impl GatewayConfig {
                     s.key_group
                 );
             }
-            ensure!(
-                s.dscp < 64,
-                "{at}.dscp: {} is not a DSCP value (0-63)",
-                s.dscp
-            );
-            ensure!(s.ttl <= 255, "{at}.ttl: {} is over 255", s.ttl);
-            ensure!(
-                !s.destination.is_unspecified(),
-                "{at}.destination: unspecified address"
-            );
+            validate_egress(&at, s.destination, s.ttl, s.dscp)?;
             ensure!(
                 !s.flows.is_empty(),
                 "{at}.flow: a session needs at least one flow"
             );
-            let m = &s.mtk;
-            ensure!(!m.period.is_zero(), "{at}.mtk.period: must be above 0");
-            ensure!(
-                m.lead < m.period,
-                "{at}.mtk.lead: must be shorter than mtk.period"
-            );
-            ensure!(!m.resend.is_zero(), "{at}.mtk.resend: must be above 0");
-            ensure!(
-                m.max_packets != Some(0),
-                "{at}.mtk.max_packets: must be above 0"
-            );
+            s.mtk.validate(&at)?;
             ensure!(
                 egress.insert((s.destination, MIKEY_UDP_PORT)),
                 "{at}.destination: {}:{MIKEY_UDP_PORT} (MIKEY) is used by another session",

@@ -10,7 +10,7 @@ use crate::protocol::flute::fdt::FdtTemplate;
 use crate::protocol::flute::fec::FecScheme;
 use crate::protocol::flute::object_sender::DEFAULT_MAX_SOURCE_BLOCK_LENGTH;
 use crate::protocol::flute::toi::DEFAULT_MAX_TOI;
-use crate::runtime::config::MtkSettings;
+use crate::runtime::config::{MtkSettings, validate_egress};
 use crate::runtime::units;
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
@@ -250,16 +250,7 @@ impl DownloadSession {
             self.port
         );
         ensure!(self.bitrate > 0, "{at}.bitrate: must be above 0");
-        ensure!(
-            self.dscp < 64,
-            "{at}.dscp: {} is not a DSCP value (0-63)",
-            self.dscp
-        );
-        ensure!(self.ttl <= 255, "{at}.ttl: {} is over 255", self.ttl);
-        ensure!(
-            !self.destination.is_unspecified(),
-            "{at}.destination: unspecified address"
-        );
+        validate_egress(at, self.destination, self.ttl, self.dscp)?;
         ensure!(
             (576..=65_507).contains(&self.max_packet),
             "{at}.max_packet: {} is outside 576..=65507",
@@ -298,13 +289,8 @@ impl DownloadSession {
             std::time::Instant::now(),
         )
         .map_err(|e| anyhow::anyhow!("{at}.carousel: {e}"))?;
+        self.mtk.validate(at)?;
         let m = &self.mtk;
-        ensure!(!m.period.is_zero(), "{at}.mtk.period: must be above 0");
-        ensure!(
-            m.lead < m.period,
-            "{at}.mtk.lead: must be shorter than mtk.period"
-        );
-        ensure!(!m.resend.is_zero(), "{at}.mtk.resend: must be above 0");
         ensure!(
             m.max_packets.is_none(),
             "{at}.mtk.max_packets: a download session switches MTKs by period only"
