@@ -305,7 +305,7 @@ async fn fec_recovers_loss(scheme: &str, group: Ipv4Addr) {
         &format!("download-{scheme}-loss"),
         group,
         &format!(
-            r#"bitrate = "100Mbit"
+            r#"bitrate = "20Mbit"
 fec = {{ scheme = "{scheme}", repair_overhead = 0.25 }}
 carousel = {{ repetitions = 1, fdt_copies = 8 }}"#
         ),
@@ -315,9 +315,9 @@ carousel = {{ repetitions = 1, fdt_copies = 8 }}"#
     let mut sent = Vec::new();
     for i in 0..6u64 {
         let location = format!("obj-{i}.bin");
-        // Blocks of several hundred symbols: at 25% repair and 10% loss a
-        // block then fails to decode with a probability far below 1e-6.
-        let data = content(500_000 + 100_000 * i as usize, i + 10);
+        // Blocks of 140 to 320 symbols: at 25% repair and 10% loss a block
+        // fails to decode with a probability below 1e-4.
+        let data = content(200_000 + 50_000 * i as usize, i + 10);
         run.send(&location, &data).await;
         sent.push((location, data));
     }

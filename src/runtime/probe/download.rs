@@ -464,8 +464,22 @@ fn open(config: &DownloadProbeConfig) -> Result<UdpSocket> {
         interface: config.interface,
     })
     .with_context(|| format!("download probe socket {listen}"))?;
-    // Bursts of a fast session must not overflow the default buffer.
-    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(16 << 20);
+    // Bursts of a fast session must not overflow the default buffer: ask
+    // past `rmem_max` when privileged (SO_RCVBUFFORCE), else up to it.
+    let size: libc::c_int = 16 << 20;
+    // SAFETY: a valid socket and a c_int option value of the right length.
+    let forced = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(size as usize);
+    }
     socket
         .set_read_timeout(Some(POLL_INTERVAL))
         .context("download probe socket read timeout")?;
