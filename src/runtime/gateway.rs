@@ -239,17 +239,10 @@ impl Gateway {
     }
 
     fn start_download(&mut self, session: &DownloadSession) -> Result<DownloadHandle> {
-        let egress = self.egress_for(EgressKey::of_download(session), &session.name)?;
+        let context = self.session_context(EgressKey::of_download(session), &session.name)?;
         download::start(
             session,
-            SessionContext {
-                key_domain_id: self.config.bmsc.key_domain_id,
-                msks: self.client.msks(),
-                leases: self.client.clone(),
-                journal: self.journal.clone(),
-                lease_block: self.config.lease_block,
-                egress,
-            },
+            context,
             &self.config.state_dir.join("spool").join(&session.name),
         )
     }
@@ -326,19 +319,26 @@ impl Gateway {
         Ok(egress)
     }
 
+    /// What a session of any kind gets from the gateway: keys, leases, the
+    /// journal and the egress thread for its socket settings.
+    fn session_context(
+        &mut self,
+        key: EgressKey,
+        session: &str,
+    ) -> Result<SessionContext<Arc<MskClient>>> {
+        Ok(SessionContext {
+            key_domain_id: self.config.bmsc.key_domain_id,
+            msks: self.client.msks(),
+            leases: self.client.clone(),
+            journal: self.journal.clone(),
+            lease_block: self.config.lease_block,
+            egress: self.egress_for(key, session)?,
+        })
+    }
+
     fn start_streaming(&mut self, session: &StreamingSession) -> Result<StreamingHandle> {
-        let egress = self.egress_for(EgressKey::of(session), &session.name)?;
-        streaming::start(
-            session,
-            SessionContext {
-                key_domain_id: self.config.bmsc.key_domain_id,
-                msks: self.client.msks(),
-                leases: self.client.clone(),
-                journal: self.journal.clone(),
-                lease_block: self.config.lease_block,
-                egress,
-            },
-        )
+        let context = self.session_context(EgressKey::of(session), &session.name)?;
+        streaming::start(session, context)
     }
 
     /// Moves the gateway to `new`: sessions removed stop, sessions added
