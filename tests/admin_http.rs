@@ -10,8 +10,8 @@ use mbms_gateway::runtime::egress::{Egress, EgressKind};
 use mbms_gateway::runtime::metrics::names::{self, MetricType, label};
 use mbms_gateway::runtime::metrics::{
     self, BmscMetrics, BmscRpc, BmscState, DropReason, EgressLabel, EgressMetrics, GatewayMetrics,
-    IngestMetrics, IngestOrigin, IngestRejectReason, LabelValue, MikeyTransport, PushMetrics,
-    ReloadResult, RpcFailure, SessionKind, SessionMetrics,
+    IngestMetrics, IngestOrigin, IngestRejectReason, LabelValue, LatencyMetrics, MikeyTransport,
+    PushMetrics, ReloadResult, RpcFailure, SessionKind, SessionMetrics,
 };
 use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use prometheus_parse::{LineInfo, Sample, Scrape, Value};
@@ -168,9 +168,10 @@ async fn counters_move_through_the_typed_handles() {
     session.mikey_sent(MikeyTransport::Udp);
     session.mikey_sent(MikeyTransport::Flute);
     session.msk_validity(Duration::from_secs(3600), 250);
-    session.pacer_lateness(Duration::from_micros(300));
-    session.pacer_lateness(Duration::from_millis(30));
-    session.ingest_to_egress(Duration::from_micros(40));
+    let latency = LatencyMetrics::new("tv1");
+    latency.pacer_lateness(Duration::from_micros(300));
+    latency.pacer_lateness(Duration::from_millis(30));
+    latency.ingest_to_egress(Duration::from_micros(40));
 
     let after = scrape(addr).await;
     assert_eq!(
@@ -261,6 +262,8 @@ async fn egress_thread_counters_and_bmsc_status_are_copied_at_scrape() {
     assert_eq!(scalar(&after, names::EGRESS_PACKETS.name, &mikey), 1.0);
     assert_eq!(scalar(&after, names::EGRESS_BYTES.name, &mikey), 90.0);
     assert_eq!(scalar(&after, names::EGRESS_PACKETS.name, &srtp), 0.0);
+    let files = [("session", "files")];
+    assert_eq!(scalar(&after, names::EGRESS_QUEUE_DEPTH.name, &files), 0.0);
     assert_eq!(
         scalar(
             &after,
@@ -308,6 +311,7 @@ async fn every_series_is_declared_and_labels_are_bounded() {
     session.flute_object_sent();
     session.fdt_instance_sent();
     let _egress = EgressMetrics::new("labels-tv2");
+    let _latency = LatencyMetrics::new("labels-tv2");
     let _bmsc = BmscMetrics::new();
     IngestMetrics::new("files").ingested(IngestOrigin::Push, 10);
     let _push = PushMetrics::new();

@@ -5,6 +5,9 @@
 //!
 //! The recorder is process-wide, so each test uses its own session names.
 
+mod common;
+
+use common::http::http;
 use mbms_gateway::runtime::download::ingest::{
     IngestedObject, ObjectOrigin, PushConfig, PushServer, PushSessions, WatchConfig, ingest_queue,
     serve_push, spawn_watch,
@@ -12,8 +15,6 @@ use mbms_gateway::runtime::download::ingest::{
 use mbms_gateway::runtime::metrics::names::{self, MetricDef};
 use mbms_gateway::runtime::metrics::{self, IngestMetrics};
 use prometheus_parse::{Scrape, Value};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -207,51 +208,6 @@ async fn a_closed_queue_stops_the_watcher() {
 }
 
 // ------------------------------------------------------------------ HTTP push
-
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// One request on a fresh connection (`Connection: close`), read to its end.
-/// `head_extra` holds extra header lines, each ending in CRLF.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    head_extra: &str,
-    body: &[u8],
-) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{head_extra}\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // The server may answer and close before reading the body (413 on the
-    // declared length); the reply is what is checked.
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    tokio::time::timeout(ARRIVAL, stream.read_to_end(&mut raw))
-        .await
-        .expect("response within 10 s")
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("header/body separator");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let headers = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
 
 fn auth() -> String {
     format!("Authorization: Bearer {TOKEN}\r\n")

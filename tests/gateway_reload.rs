@@ -10,7 +10,7 @@ use mbms_gateway::runtime::bmsc::MskClientConfig;
 use mbms_gateway::runtime::encoder::{EncoderConfig, start_encoder};
 use mbms_gateway::runtime::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -149,10 +149,7 @@ async fn a_stream_runs_through_reloads_without_loss() {
     );
     bmsc_conf.key_groups = vec![1, 2, 3];
     let bmsc = start_bmsc(&bmsc_conf).await;
-    let admin: SocketAddr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let keep = Session::new("keep", 1, KEEP);
     let removed = Session::new("removed", 2, REMOVED);
     let added = Session::new("added", 3, ADDED);
@@ -235,6 +232,9 @@ async fn a_stream_runs_through_reloads_without_loss() {
     let ids = value("mbms_gateway_msk_validity_remaining_mtk_ids{session=\"added\"}");
     assert!((0xff00 as f64..0xffff as f64).contains(&ids), "{ids}");
     assert!(value("mbms_gateway_bmsc_rpc_duration_seconds_count{kind=\"lease_mtk_ids\"}") >= 3.0);
+    // The ingest thread times its own bursts, for the session it serves.
+    assert!(value("mbms_gateway_ingest_to_egress_latency_seconds_count{session=\"keep\"}") > 0.0);
+    assert!(value("mbms_gateway_egress_queue_depth{session=\"keep\"}") >= 0.0);
 
     // An invalid file is refused; everything keeps running.
     std::fs::write(&config, "state_dir = \"/x\"\nbogus = 1\n").unwrap();
@@ -382,6 +382,234 @@ async fn a_changed_session_restarts_and_keeps_its_counters() {
             >= 1
     );
     wait_for("on air again", Duration::from_secs(10), || on_air(&gateway)).await;
+    gateway.stop().await;
+    bmsc.stop().await.unwrap();
+}
+
+/// In process: download sessions follow a reload with what feeds them. An
+/// added session starts with its watch folder and its push route; a changed
+/// one restarts with its counters and keeps being fed from both; a removed one
+/// stops, and pushes to it are answered 404. Readiness and metrics follow.
+/// The push endpoint itself is process-wide: changing it needs a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_sessions_follow_a_reload() {
+    use common::http::http;
+    use mbms_gateway::runtime::admin::Readiness;
+    use mbms_gateway::runtime::config::GatewayConfig;
+    use mbms_gateway::runtime::download::DownloadHandle;
+    use mbms_gateway::runtime::gateway::Gateway;
+    use mbms_gateway::runtime::metrics;
+    use mbms_gateway::runtime::reload::ReloadRefused;
+    use mbms_gateway::runtime::streaming::SessionState;
+    use mbms_gateway::runtime::telemetry::watch_gateway;
+    use std::sync::atomic::Ordering;
+
+    let dir = temp_dir("gateway-reload-download");
+    let mut bmsc_conf = bmsc_config(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir.join("bmsc"),
+        3600,
+        7200,
+    );
+    bmsc_conf.key_groups = vec![31, 32];
+    let bmsc = start_bmsc(&bmsc_conf).await;
+    let folder = |name: &str| {
+        let f = dir.join("watch").join(name);
+        std::fs::create_dir_all(&f).unwrap();
+        f
+    };
+    let (folder_a, folder_b) = (folder("a"), folder("b"));
+    let ports = [free_udp_port(), free_udp_port()];
+    let session = |name: &str, key_group: u16, port: u16, bitrate: &str, folder: &Path| {
+        format!(
+            r#"
+[[download]]
+name = "{name}"
+key_group = {key_group}
+destination = "239.255.41.20"
+port = {port}
+tsi = {key_group}
+interface = "127.0.0.1"
+ttl = 0
+bitrate = "{bitrate}"
+push = true
+watch = {{ folder = "{folder}" }}
+"#,
+            folder = folder.display()
+        )
+    };
+    let config = |push_port: u16, sessions: &[String]| {
+        let head = format!(
+            r#"
+state_dir = "{state}"
+instance_id = "gw-reload-download"
+lease_block = 4
+[bmsc]
+endpoint = "http://{bmsc}"
+key_domain_id = "09f107"
+backoff_initial_ms = 100
+backoff_max_ms = 300
+[push]
+listen = "127.0.0.1:{push_port}"
+"#,
+            state = dir.join("gw").display(),
+            bmsc = bmsc.local_addr,
+        );
+        GatewayConfig::parse(&format!("{head}{}", sessions.concat())).unwrap()
+    };
+    let push_port = free_tcp_port();
+    let a = session("a", 31, ports[0], "5Mbit", &folder_a);
+    let a_changed = session("a", 31, ports[0], "6Mbit", &folder_a);
+    let b = session("b", 32, ports[1], "5Mbit", &folder_b);
+
+    let mut gateway = Gateway::start(&config(push_port, std::slice::from_ref(&a))).unwrap();
+    let push = gateway
+        .start_ingest()
+        .await
+        .unwrap()
+        .expect("push endpoint");
+    let metrics = metrics::install().unwrap();
+    let readiness = Readiness::new();
+    let telemetry = watch_gateway(&gateway, &metrics, &readiness);
+    let handle = |gateway: &Gateway, name: &str| -> (usize, u64) {
+        let i = gateway
+            .download
+            .iter()
+            .position(|h: &DownloadHandle| h.name == name)
+            .unwrap_or_else(|| panic!("session {name} runs"));
+        let protected = gateway.download[i]
+            .stats
+            .objects_protected
+            .load(Ordering::Relaxed);
+        (i, protected)
+    };
+    let protected = |gateway: &Gateway, name: &str| handle(gateway, name).1;
+    let on_air = |gateway: &Gateway, name: &str| {
+        let (i, _) = handle(gateway, name);
+        matches!(
+            *gateway.download[i].state.borrow(),
+            SessionState::OnAir { .. }
+        )
+    };
+    let put = |session: &'static str, name: &'static str| async move {
+        let body = format!("pushed {name}");
+        http(
+            push,
+            "PUT",
+            &format!("/sessions/{session}/objects/{name}"),
+            &format!("Content-Length: {}\r\n", body.len()),
+            body.as_bytes(),
+        )
+        .await
+    };
+    // Written under a temporary name, renamed into place: one complete file.
+    let drop_file = |folder: &Path, name: &str| {
+        let tmp = folder.join(format!(".{name}.part"));
+        std::fs::write(&tmp, format!("watched {name}")).unwrap();
+        std::fs::rename(&tmp, folder.join(name)).unwrap();
+    };
+    wait_for("a on air", Duration::from_secs(10), || {
+        on_air(&gateway, "a")
+    })
+    .await;
+    drop_file(&folder_a, "one.txt");
+    wait_for("a protects its first file", Duration::from_secs(10), || {
+        protected(&gateway, "a") == 1
+    })
+    .await;
+
+    // Added: b is fed by its folder and its push route from the start.
+    let a_stats = gateway.download[0].stats.clone();
+    assert_eq!(
+        put("b", "early.txt").await.status,
+        404,
+        "b is not configured yet"
+    );
+    let report = gateway
+        .reload(config(push_port, &[a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    telemetry.sync(&gateway);
+    assert_eq!(report.started, ["b"]);
+    assert_eq!(report.unchanged, 1);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        std::sync::Arc::ptr_eq(&gateway.download[0].stats, &a_stats),
+        "a untouched"
+    );
+    wait_for("b on air", Duration::from_secs(10), || {
+        on_air(&gateway, "b")
+    })
+    .await;
+    let reply = put("b", "pushed.txt").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    drop_file(&folder_b, "two.txt");
+    wait_for(
+        "b protects a push and a file",
+        Duration::from_secs(10),
+        || protected(&gateway, "b") == 2,
+    )
+    .await;
+    assert!(readiness.report().passing.contains(&"session b".to_owned()));
+
+    // Changed: a restarts, keeps its counters, and is still fed.
+    let report = gateway
+        .reload(config(push_port, &[a_changed.clone(), b.clone()]))
+        .await
+        .unwrap();
+    telemetry.sync(&gateway);
+    assert_eq!(report.restarted, ["a"]);
+    assert_eq!(report.unchanged, 1);
+    assert!(
+        !std::sync::Arc::ptr_eq(&gateway.download[0].stats, &a_stats),
+        "a restarted"
+    );
+    assert_eq!(protected(&gateway, "a"), 1, "counters carried over");
+    wait_for("a on air again", Duration::from_secs(10), || {
+        on_air(&gateway, "a")
+    })
+    .await;
+    drop_file(&folder_a, "three.txt");
+    assert_eq!(put("a", "four.txt").await.status, 201);
+    wait_for(
+        "a protects a file and a push",
+        Duration::from_secs(10),
+        || protected(&gateway, "a") == 3,
+    )
+    .await;
+
+    // Removed: b stops; its route is gone, its folder no longer watched.
+    let report = gateway
+        .reload(config(push_port, std::slice::from_ref(&a_changed)))
+        .await
+        .unwrap();
+    telemetry.sync(&gateway);
+    assert_eq!(report.stopped, ["b"]);
+    assert_eq!(gateway.download.len(), 1);
+    assert_eq!(put("b", "late.txt").await.status, 404);
+    assert!(
+        !readiness.report().passing.iter().any(|c| c == "session b")
+            && !readiness.report().failing.contains_key("session b"),
+        "b's readiness check is gone"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("mbms_gateway_sessions{kind=\"download\"} 1"),
+        "one download session counted"
+    );
+
+    // The push endpoint is shared by every session: a restart changes it.
+    assert_eq!(
+        gateway
+            .reload(config(free_tcp_port(), std::slice::from_ref(&a_changed)))
+            .await,
+        Err(ReloadRefused::NeedsRestart { field: "push" })
+    );
+    assert_eq!(put("a", "five.txt").await.status, 201, "still served");
+    wait_for("a protects the last push", Duration::from_secs(10), || {
+        protected(&gateway, "a") == 4
+    })
+    .await;
     gateway.stop().await;
     bmsc.stop().await.unwrap();
 }

@@ -44,6 +44,9 @@ pub struct EgressStats {
     pub bytes: [AtomicU64; 4],
     pub send_errors: AtomicU64,
     pub queue_full: AtomicU64,
+    /// Batches of this producer queued and not yet sent: its share of the
+    /// egress queue, which several sessions may share.
+    pub queued: AtomicU64,
 }
 
 impl EgressStats {
@@ -149,14 +152,20 @@ impl Egress {
             batch,
             stats: self.stats.clone(),
         };
-        match self.tx.try_send(queued) {
+        // Counted before it is queued, so the thread never takes it below 0.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = match self.tx.try_send(queued) {
             Ok(()) => true,
             Err(TrySendError::Full(queued)) => {
                 self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
                 self.tx.send(queued).is_ok()
             }
             Err(TrySendError::Disconnected(_)) => false,
+        };
+        if !sent {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         }
+        sent
     }
 
     /// Queues one datagram.
@@ -190,6 +199,7 @@ impl Shared {
                     }
                 }
             }
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
             batch.buf.clear();
             if let Ok(mut pool) = self.pool.lock()
                 && pool.len() < 256
@@ -291,6 +301,7 @@ mod tests {
         drop(egress);
         thread.join().unwrap();
         assert_eq!(stats.packets(EgressKind::Srtp), sizes.len() as u64);
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 0, "every batch left");
         assert_eq!(
             stats.bytes(EgressKind::Srtp),
             sizes.iter().sum::<usize>() as u64

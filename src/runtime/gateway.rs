@@ -5,11 +5,11 @@
 
 use super::bmsc::MskClient;
 use super::config::{GatewayConfig, StreamingSession};
-use super::download::ingest::{PushServer, PushSessions, WatchFolder, serve_push, spawn_watch};
-use super::download::{self, DownloadHandle, DownloadSession};
+use super::download::ingest::{PushServer, PushSessions, serve_push};
+use super::download::sender::SenderStats;
+use super::download::{self, DownloadHandle, DownloadSession, DownloadStats};
 use super::egress::{Egress, EgressStats};
 use super::journal::KeyJournal;
-use super::metrics::IngestMetrics;
 use super::reload::{
     NamedSession, ReloadRefused, ReloadReport, SessionPlan, check_reloadable, plan,
 };
@@ -116,16 +116,76 @@ impl StreamingCarry {
         add(&new.renumbered_restarts, &old.renumbered_restarts);
         add(&new.mtk_rotations, &old.mtk_rotations);
         add(&new.mikey_sent, &old.mikey_sent);
-        let (old, new) = (&self.egress_stats, &handle.egress_stats);
-        for (to, from) in new.packets.iter().zip(&old.packets) {
-            add(to, from);
-        }
-        for (to, from) in new.bytes.iter().zip(&old.bytes) {
-            add(to, from);
-        }
-        add(&new.send_errors, &old.send_errors);
-        add(&new.queue_full, &old.queue_full);
+        continue_egress(&self.egress_stats, &handle.egress_stats);
     }
+}
+
+/// A download session's counters, carried into its restarted successor.
+pub struct DownloadCarry {
+    stats: Arc<DownloadStats>,
+    sender_stats: Arc<SenderStats>,
+    egress_stats: Arc<EgressStats>,
+}
+
+impl RunningSession for DownloadHandle {
+    type Carry = DownloadCarry;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn shut_down(self) -> DownloadCarry {
+        let carry = DownloadCarry {
+            stats: self.stats.clone(),
+            sender_stats: self.sender_stats.clone(),
+            egress_stats: self.egress_stats.clone(),
+        };
+        self.stop().await;
+        carry
+    }
+}
+
+impl DownloadCarry {
+    /// Adds the old counters to the new session's (see
+    /// [`StreamingCarry::continue_in`]). The carousel gauge is not carried:
+    /// the new session starts with an empty carousel.
+    fn continue_in(&self, handle: &DownloadHandle) {
+        let (old, new) = (&self.stats, &handle.stats);
+        add(&new.objects_in, &old.objects_in);
+        add(&new.bytes_in, &old.bytes_in);
+        add(&new.objects_protected, &old.objects_protected);
+        for (to, from) in new.rejected.iter().zip(&old.rejected) {
+            add(to, from);
+        }
+        add(&new.mtk_rotations, &old.mtk_rotations);
+        let (old, new) = (&self.sender_stats, &handle.sender_stats);
+        for (to, from) in [
+            (&new.objects_added, &old.objects_added),
+            (&new.objects_completed, &old.objects_completed),
+            (&new.objects_revoked, &old.objects_revoked),
+            (&new.object_transmissions, &old.object_transmissions),
+            (&new.fdt_instances_sent, &old.fdt_instances_sent),
+            (&new.mikey_objects_added, &old.mikey_objects_added),
+            (&new.alc_packets, &old.alc_packets),
+            (&new.alc_bytes, &old.alc_bytes),
+            (&new.send_failures, &old.send_failures),
+        ] {
+            add(to, from);
+        }
+        continue_egress(&self.egress_stats, &handle.egress_stats);
+    }
+}
+
+/// Adds an egress producer's counters to its successor's.
+fn continue_egress(old: &EgressStats, new: &EgressStats) {
+    for (to, from) in new.packets.iter().zip(&old.packets) {
+        add(to, from);
+    }
+    for (to, from) in new.bytes.iter().zip(&old.bytes) {
+        add(to, from);
+    }
+    add(&new.send_errors, &old.send_errors);
+    add(&new.queue_full, &old.queue_full);
 }
 
 /// Stops the sessions a plan removes or restarts; returns what the restarted
@@ -158,18 +218,18 @@ async fn stop_planned<C: NamedSession, H: RunningSession>(
 /// Starts the sessions a plan adds or restarts, then orders `running` as the
 /// new configuration lists them. A session that fails to start is reported
 /// and left out; the others run.
-fn start_planned<C: NamedSession, H: RunningSession>(
+async fn start_planned<C: NamedSession, H: RunningSession>(
     running: &mut Vec<H>,
     plan: &SessionPlan<'_, C>,
     mut carried: HashMap<String, H::Carry>,
     order: &[C],
-    mut start: impl FnMut(&C, Option<H::Carry>) -> Result<H>,
+    mut start: impl AsyncFnMut(&C, Option<H::Carry>) -> Result<H>,
     report: &mut ReloadReport,
 ) {
     let starts = plan.added.iter().map(|c| (c, false));
     for (config, restart) in starts.chain(plan.changed.iter().map(|c| (c, true))) {
         let name = config.name();
-        match start(config, carried.remove(name)) {
+        match start(config, carried.remove(name)).await {
             Ok(handle) => {
                 running.push(handle);
                 if restart {
@@ -190,6 +250,15 @@ fn start_planned<C: NamedSession, H: RunningSession>(
     running.sort_by_key(|h| order.iter().position(|c| c.name() == h.name()));
 }
 
+/// The configuration of the session named `name` among `sessions` (a
+/// running session's configuration is always in the running configuration).
+fn session_config<'a, C: NamedSession>(sessions: &'a [C], name: &str) -> &'a C {
+    sessions
+        .iter()
+        .find(|c| c.name() == name)
+        .expect("a running session is configured")
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub client: Arc<MskClient>,
@@ -202,11 +271,12 @@ pub struct Gateway {
     ingest: Option<Ingest>,
 }
 
-/// The watch folders and the push endpoint feeding the download sessions.
+/// The push endpoint feeding the download sessions, once ingest started.
+/// Each session owns its watch folder and its route on the endpoint
+/// ([`DownloadHandle::start_ingest`]).
 struct Ingest {
-    stop: tokio::sync::watch::Sender<bool>,
-    folders: Vec<WatchFolder>,
-    push: Option<PushServer>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    push: Option<(PushServer, PushSessions)>,
 }
 
 impl Gateway {
@@ -249,47 +319,49 @@ impl Gateway {
 
     /// Starts what feeds the download sessions: each session's watch folder
     /// and the HTTP push endpoint. Returns the push endpoint's address.
+    /// Sessions a reload adds later are fed from their start.
     pub async fn start_ingest(&mut self) -> Result<Option<SocketAddr>> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let shutdown = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }
-        };
-        let mut folders = Vec::new();
-        let sessions = PushSessions::new();
-        for (handle, session) in self.download.iter().zip(&self.config.download) {
-            let metrics = IngestMetrics::new(&session.name);
-            if let Some(watch) = &session.watch {
-                folders.push(
-                    spawn_watch(
-                        &session.name,
-                        watch,
-                        handle.queue(),
-                        metrics.clone(),
-                        shutdown(),
-                    )
-                    .with_context(|| format!("download session {}", session.name))?,
-                );
-            }
-            if session.push {
-                sessions.register(&session.name, handle.queue(), metrics);
-            }
-        }
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let push = match &self.config.push {
-            Some(push) => {
-                Some(serve_push(push, &self.config.state_dir, sessions, shutdown()).await?)
+            Some(config) => {
+                let sessions = PushSessions::new();
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                let server =
+                    serve_push(config, &self.config.state_dir, sessions.clone(), shutdown).await?;
+                Some((server, sessions))
             }
             None => None,
         };
-        let addr = push.as_ref().map(PushServer::local_addr);
-        self.ingest = Some(Ingest {
-            stop,
-            folders,
-            push,
-        });
+        let addr = push.as_ref().map(|(server, _)| server.local_addr());
+        self.ingest = Some(Ingest { stop, push });
+        for handle in &mut self.download {
+            let session = session_config(&self.config.download, &handle.name);
+            let push = self.ingest.as_ref().and_then(|i| i.push.as_ref());
+            handle.start_ingest(session, push.map(|(_, sessions)| sessions))?;
+        }
         Ok(addr)
+    }
+
+    /// Starts feeding a session started after [`Self::start_ingest`]; stops
+    /// it again when its ingest cannot start.
+    async fn feed(
+        &self,
+        session: &DownloadSession,
+        mut handle: DownloadHandle,
+    ) -> Result<DownloadHandle> {
+        let Some(ingest) = &self.ingest else {
+            return Ok(handle);
+        };
+        let push = ingest.push.as_ref().map(|(_, sessions)| sessions);
+        match handle.start_ingest(session, push) {
+            Ok(()) => Ok(handle),
+            Err(e) => {
+                handle.stop().await;
+                Err(e)
+            }
+        }
     }
 
     /// The configuration running now (the last one applied).
@@ -368,7 +440,7 @@ impl Gateway {
             &streaming_plan,
             carried,
             &new.streaming,
-            |session, carry| {
+            async |session, carry| {
                 let handle = self.start_streaming(session)?;
                 if let Some(carry) = carry {
                     carry.continue_in(session, &handle);
@@ -376,8 +448,29 @@ impl Gateway {
                 Ok(handle)
             },
             &mut report,
-        );
+        )
+        .await;
         self.streaming = running;
+
+        let download_plan = plan(&self.config.download, &new.download);
+        let carried = stop_planned(&mut self.download, &download_plan, &mut report).await;
+        let mut running = std::mem::take(&mut self.download);
+        start_planned(
+            &mut running,
+            &download_plan,
+            carried,
+            &new.download,
+            async |session, carry| {
+                let handle = self.start_download(session)?;
+                if let Some(carry) = carry {
+                    carry.continue_in(&handle);
+                }
+                self.feed(session, handle).await
+            },
+            &mut report,
+        )
+        .await;
+        self.download = running;
         // Egress threads no session uses any more end once their last
         // producer is gone; they are joined at stop.
         let in_use: HashSet<EgressKey> = new
@@ -407,11 +500,8 @@ impl Gateway {
     /// before a value under it is used), so nothing is left to flush.
     pub async fn stop(self) {
         if let Some(ingest) = self.ingest {
-            let _ = ingest.stop.send(true);
-            for folder in ingest.folders {
-                let _ = folder.join().await;
-            }
-            if let Some(push) = ingest.push {
+            let _ = ingest.stop.send(());
+            if let Some((push, _)) = ingest.push {
                 let _ = push.join().await;
             }
         }

@@ -6,10 +6,11 @@
 //! may depend on the field that changed.
 //!
 //! Settings of the whole process (state directory, instance, BM-SC connection,
-//! admin endpoint, lease size) are not reloadable: a reload that changes them
+//! admin endpoint, lease size, push endpoint) are not reloadable: a reload that changes them
 //! is refused as a whole and the running configuration stays.
 
 use super::config::{GatewayConfig, StreamingSession};
+use super::download::DownloadSession;
 use std::collections::HashMap;
 
 /// A session configuration of any kind, matched across reloads by its name.
@@ -18,6 +19,12 @@ pub trait NamedSession: PartialEq {
 }
 
 impl NamedSession for StreamingSession {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl NamedSession for DownloadSession {
     fn name(&self) -> &str {
         &self.name
     }
@@ -100,11 +107,7 @@ pub fn check_reloadable(running: &GatewayConfig, new: &GatewayConfig) -> Result<
     if new.admin != running.admin {
         return needs_restart("admin");
     }
-    // Download sessions own a spool, a watch folder and a push route; they
-    // change only at a restart for now.
-    if new.download != running.download {
-        return needs_restart("download");
-    }
+    // The push endpoint is one listener shared by every download session.
     if new.push != running.push {
         return needs_restart("push");
     }

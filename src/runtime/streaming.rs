@@ -17,6 +17,7 @@ use super::journal::KeyJournal;
 pub use super::key_task::SessionState;
 use super::key_task::{KeyEvents, KeyTask};
 use super::log_limit::LogLimiter;
+use super::metrics::LatencyMetrics;
 use super::metrics::labels::{DropReason, LabelValue};
 use super::mtk_keys::{LeaseSource, MtkKeys};
 use super::udp::{IngestOptions, ingest_socket};
@@ -168,9 +169,12 @@ pub fn start<L: LeaseSource + 'static>(
     let ingest = {
         let (egress, stats, stop) = (egress.clone(), stats.clone(), stop.clone());
         let state = state_tx.clone();
+        let latency = LatencyMetrics::new(&session.name);
         std::thread::Builder::new()
             .name(format!("ingest-{}", session.name))
-            .spawn(move || IngestLoop::new(flows, egress, ctl_rx, stats, stop, state).run())?
+            .spawn(move || {
+                IngestLoop::new(flows, egress, ctl_rx, stats, stop, state, latency).run()
+            })?
     };
     let task = KeyTask {
         name: session.name.clone(),
@@ -221,6 +225,9 @@ struct IngestLoop {
     max_ingest: usize,
     state: Arc<watch::Sender<SessionState>>,
     receive_failures: LogLimiter,
+    latency: LatencyMetrics,
+    /// A packet was protected since the thread last woke.
+    forwarded: bool,
 }
 
 /// Datagrams read from one socket before the others get a turn.
@@ -234,6 +241,7 @@ impl IngestLoop {
         stats: Arc<SessionStats>,
         stop: Arc<AtomicBool>,
         state: Arc<watch::Sender<SessionState>>,
+        latency: LatencyMetrics,
     ) -> Self {
         let config = SrtpConfig::mbms();
         let max_ingest = MAX_EGRESS_DATAGRAM - config.rtp_overhead().max(config.rtcp_overhead());
@@ -252,6 +260,8 @@ impl IngestLoop {
             max_ingest,
             state,
             receive_failures: LogLimiter::default(),
+            latency,
+            forwarded: false,
         }
     }
 
@@ -275,12 +285,16 @@ impl IngestLoop {
             if ready <= 0 {
                 continue;
             }
+            let woke = Instant::now();
             for (i, fd) in fds.iter().enumerate() {
                 if fd.revents & libc::POLLIN != 0 {
                     self.drain(i, &mut buf);
                 }
             }
             self.batcher.flush();
+            if std::mem::take(&mut self.forwarded) {
+                self.latency.ingest_to_egress(woke.elapsed());
+            }
         }
         self.batcher.flush();
     }
@@ -383,6 +397,7 @@ impl IngestLoop {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.batcher.push(dest, egress_kind, &buf[..len]);
+                self.forwarded = true;
             }
             Err(SrtpError::IndexReused { .. } | SrtpError::IndexBehindWindow { .. }) => {
                 self.stats.drop_one(DropReason::Duplicate)

@@ -3,34 +3,50 @@
 //! the data path nothing. Readiness (design §3): every session on air with a
 //! valid MSK, every egress thread alive, the BM-SC reachable.
 //!
-//! After a reload, [`GatewayTelemetry::sync`] follows the sessions: checks of
-//! removed sessions go, started and restarted ones are watched.
+//! After a reload, [`GatewayTelemetry::sync`] follows the sessions of both
+//! kinds: checks of removed sessions go, started and restarted ones are
+//! watched.
 
 use super::admin::Readiness;
 use super::bmsc::ConnectionState;
 use super::bmsc::MskSet;
+use super::download::DownloadStats;
+use super::download::sender::SenderStats;
 use super::egress::EgressStats;
 use super::gateway::Gateway;
 use super::metrics::{
     BmscMetrics, EgressMetrics, GatewayMetrics, InputMetrics, Metrics, ScrapeHook, SessionKind,
     SessionMetrics,
 };
-use super::streaming::{SessionState, SessionStats, StreamingHandle};
+use super::streaming::{SessionState, SessionStats};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// The metric handles of one streaming session and the counters they copy.
+/// The metric handles of one session and the counters they copy.
 struct WatchedSession {
     name: String,
     session: SessionMetrics,
-    inputs: Vec<InputMetrics>,
     egress: EgressMetrics,
-    stats: Arc<SessionStats>,
+    /// Also what identifies the running session: a restarted session is a
+    /// new handle with new counters.
     egress_stats: Arc<EgressStats>,
+    kind: WatchedKind,
     state: watch::Receiver<SessionState>,
     msks: watch::Receiver<Arc<MskSet>>,
+}
+
+/// The counters only one kind of session has.
+enum WatchedKind {
+    Streaming {
+        inputs: Vec<InputMetrics>,
+        stats: Arc<SessionStats>,
+    },
+    Download {
+        stats: Arc<DownloadStats>,
+        sender: Arc<SenderStats>,
+    },
 }
 
 impl WatchedSession {
@@ -53,12 +69,19 @@ impl WatchedSession {
         let (seconds, mtk_ids) = self.msk_left(now_unix);
         self.session
             .msk_validity(Duration::from_secs(seconds), mtk_ids);
-        self.session.observe_streaming(&self.stats);
-        for (i, input) in self.inputs.iter().enumerate() {
-            input.observe(
-                self.stats.ingest_packets[i].load(Ordering::Relaxed),
-                self.stats.ingest_bytes[i].load(Ordering::Relaxed),
-            );
+        match &self.kind {
+            WatchedKind::Streaming { inputs, stats } => {
+                self.session.observe_streaming(stats);
+                for (i, input) in inputs.iter().enumerate() {
+                    input.observe(
+                        stats.ingest_packets[i].load(Ordering::Relaxed),
+                        stats.ingest_bytes[i].load(Ordering::Relaxed),
+                    );
+                }
+            }
+            WatchedKind::Download { stats, sender } => {
+                self.session.observe_download(stats, sender);
+            }
         }
         self.egress.observe(&self.egress_stats);
     }
@@ -99,24 +122,6 @@ pub fn watch_gateway(
     });
 
     let sessions: Arc<Mutex<Vec<WatchedSession>>> = Arc::default();
-    // Download sessions change only at a restart: watched once.
-    let downloads: Vec<_> = gateway
-        .download
-        .iter()
-        .map(|handle| {
-            let state = handle.state.clone();
-            readiness.probe(readiness_name(&handle.name), move || {
-                state_readiness(&state.borrow())
-            });
-            (
-                SessionMetrics::new(&handle.name),
-                EgressMetrics::new(&handle.name),
-                handle.stats.clone(),
-                handle.sender_stats.clone(),
-                handle.egress_stats.clone(),
-            )
-        })
-        .collect();
     let bmsc = BmscMetrics::new();
     let status = gateway.client.status();
     let hook = {
@@ -128,10 +133,6 @@ pub fn watch_gateway(
                 .map_or(0, |d| d.as_secs() as i64);
             for session in lock(&sessions).iter() {
                 session.observe(now_unix);
-            }
-            for (session, egress, stats, sender, egress_stats) in &downloads {
-                session.observe_download(stats, sender);
-                egress.observe(egress_stats);
             }
         })
     };
@@ -168,19 +169,59 @@ impl GatewayTelemetry {
     /// new (a restarted session is a new handle with new counters).
     pub fn sync(&self, gateway: &Gateway) {
         let mut watched = lock(&self.sessions);
+        let running: Vec<(&str, &Arc<EgressStats>)> = gateway
+            .streaming
+            .iter()
+            .map(|h| (h.name.as_str(), &h.egress_stats))
+            .chain(
+                gateway
+                    .download
+                    .iter()
+                    .map(|h| (h.name.as_str(), &h.egress_stats)),
+            )
+            .collect();
         let current = |w: &WatchedSession| {
-            gateway
-                .streaming
+            running
                 .iter()
-                .any(|h| h.name == w.name && Arc::ptr_eq(&h.stats, &w.stats))
+                .any(|(name, stats)| *name == w.name && Arc::ptr_eq(stats, &w.egress_stats))
         };
         for gone in watched.iter().filter(|w| !current(w)) {
             self.readiness.remove(&readiness_name(&gone.name));
         }
         watched.retain(current);
+        let is_new = |stats: &Arc<EgressStats>, watched: &[WatchedSession]| {
+            !watched.iter().any(|w| Arc::ptr_eq(&w.egress_stats, stats))
+        };
         for handle in &gateway.streaming {
-            if !watched.iter().any(|w| Arc::ptr_eq(&w.stats, &handle.stats)) {
-                watched.push(self.watch(gateway, handle));
+            if is_new(&handle.egress_stats, &watched) {
+                let kind = WatchedKind::Streaming {
+                    inputs: input_metrics(gateway, &handle.name),
+                    stats: handle.stats.clone(),
+                };
+                let session = self.watch(
+                    gateway,
+                    &handle.name,
+                    &handle.egress_stats,
+                    &handle.state,
+                    kind,
+                );
+                watched.push(session);
+            }
+        }
+        for handle in &gateway.download {
+            if is_new(&handle.egress_stats, &watched) {
+                let kind = WatchedKind::Download {
+                    stats: handle.stats.clone(),
+                    sender: handle.sender_stats.clone(),
+                };
+                let session = self.watch(
+                    gateway,
+                    &handle.name,
+                    &handle.egress_stats,
+                    &handle.state,
+                    kind,
+                );
+                watched.push(session);
             }
         }
         let alive = gateway.egress_liveness();
@@ -197,34 +238,44 @@ impl GatewayTelemetry {
             .sessions(SessionKind::Download, gateway.download.len());
     }
 
-    fn watch(&self, gateway: &Gateway, handle: &StreamingHandle) -> WatchedSession {
-        let name = handle.name.clone();
-        let inputs = gateway
-            .config()
-            .streaming
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| {
-                s.flows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| InputMetrics::new(&name, &f.label(i)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let state = handle.state.clone();
-        self.readiness.probe(readiness_name(&name), move || {
-            state_readiness(&state.borrow())
+    /// Starts watching one session: its readiness check and its metrics.
+    fn watch(
+        &self,
+        gateway: &Gateway,
+        name: &str,
+        egress_stats: &Arc<EgressStats>,
+        state: &watch::Receiver<SessionState>,
+        kind: WatchedKind,
+    ) -> WatchedSession {
+        let check = state.clone();
+        self.readiness.probe(readiness_name(name), move || {
+            state_readiness(&check.borrow())
         });
         WatchedSession {
-            session: SessionMetrics::new(&name),
-            inputs,
-            egress: EgressMetrics::new(&name),
-            stats: handle.stats.clone(),
-            egress_stats: handle.egress_stats.clone(),
-            state: handle.state.clone(),
+            name: name.to_owned(),
+            session: SessionMetrics::new(name),
+            egress: EgressMetrics::new(name),
+            egress_stats: egress_stats.clone(),
+            kind,
+            state: state.clone(),
             msks: gateway.client.msks(),
-            name,
         }
     }
+}
+
+/// The per-input metrics of the streaming session `name`.
+fn input_metrics(gateway: &Gateway, name: &str) -> Vec<InputMetrics> {
+    gateway
+        .config()
+        .streaming
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| {
+            s.flows
+                .iter()
+                .enumerate()
+                .map(|(i, f)| InputMetrics::new(name, &f.label(i)))
+                .collect()
+        })
+        .unwrap_or_default()
 }

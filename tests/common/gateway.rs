@@ -36,6 +36,12 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A TCP port free on 127.0.0.1 when this returns.
+pub fn free_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 pub fn bmsc_config(
     listen: SocketAddr,
     state_dir: &Path,

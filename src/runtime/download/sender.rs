@@ -15,6 +15,7 @@ use crate::protocol::flute::object_sender::{ObjectKind, ObjectSenderConfig};
 use crate::protocol::pacer::Pacer;
 use crate::protocol::profile;
 use crate::runtime::egress::{Batcher, Egress, EgressKind};
+use crate::runtime::metrics::LatencyMetrics;
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -55,8 +56,6 @@ pub struct SenderStats {
     pub send_failures: AtomicU64,
     /// Objects waiting in or being sent by the carousel (MIKEY included).
     pub carousel_objects: AtomicU64,
-    /// Nanoseconds the sender started a batch after its pacer allowed it.
-    pub pacer_lateness_ns: AtomicU64,
 }
 
 /// How the session sends.
@@ -168,6 +167,7 @@ pub struct FluteSender {
     /// The last rendered FDT, by instance ID.
     fdt: Option<(u32, Vec<u8>)>,
     pacer: Pacer,
+    latency: LatencyMetrics,
     batcher: Batcher,
     packet: Vec<u8>,
     stats: Arc<SenderStats>,
@@ -190,6 +190,7 @@ impl FluteSender {
         let pacer = Pacer::new(config.bitrate, burst, Instant::now())?;
         Ok(Self {
             packet: vec![0; config.max_packet],
+            latency: LatencyMetrics::new(&config.name),
             config,
             carousel,
             template,
@@ -475,7 +476,7 @@ impl FluteSender {
             if !pace(
                 &mut self.pacer,
                 &self.stop,
-                &self.stats,
+                &self.latency,
                 &mut self.batcher,
                 n,
             ) {
@@ -529,7 +530,7 @@ impl FluteSender {
                     if !pace(
                         &mut self.pacer,
                         &self.stop,
-                        &self.stats,
+                        &self.latency,
                         &mut self.batcher,
                         n,
                     ) {
@@ -601,7 +602,7 @@ impl FluteSender {
 fn pace(
     pacer: &mut Pacer,
     stop: &AtomicBool,
-    stats: &SenderStats,
+    latency: &LatencyMetrics,
     batcher: &mut Batcher,
     bytes: usize,
 ) -> bool {
@@ -615,10 +616,7 @@ fn pace(
                     return false;
                 }
                 std::thread::sleep(at.saturating_duration_since(now));
-                let late = Instant::now().saturating_duration_since(at);
-                stats
-                    .pacer_lateness_ns
-                    .store(late.as_nanos() as u64, Ordering::Relaxed);
+                latency.pacer_lateness(Instant::now().saturating_duration_since(at));
             }
         }
     }

@@ -13,7 +13,7 @@
 //!   and packetizes.
 
 use super::config::DownloadSession;
-use super::ingest::IngestedObject;
+use super::ingest::{IngestedObject, PushSessions, WatchFolder, spawn_watch};
 use super::protect::{ProtectError, ProtectRequest, ProtectionKey, protect_file};
 use super::sender::{FluteSender, ObjectLifetimeSetting, SenderCommand, SenderConfig, SenderStats};
 use crate::protocol::dcf::MbmsKeyId;
@@ -88,6 +88,14 @@ pub struct DownloadHandle {
     protect: Option<JoinHandle<()>>,
     sender: Option<JoinHandle<()>>,
     keys: tokio::task::JoinHandle<()>,
+    ingest: Option<SessionIngest>,
+}
+
+/// What feeds one session: its watch folder and its route on the push
+/// endpoint. Owned by the session so a reload starts and stops them with it.
+struct SessionIngest {
+    watch: Option<(tokio::sync::oneshot::Sender<()>, WatchFolder)>,
+    push: Option<PushSessions>,
 }
 
 impl DownloadHandle {
@@ -96,9 +104,57 @@ impl DownloadHandle {
         self.queue.clone()
     }
 
-    /// Stops the key task and both threads; the session is closed on the
-    /// wire (A flag) and its spool emptied.
+    /// Starts feeding the session: its watch folder, if configured, and its
+    /// route on the push endpoint `push` when the session accepts pushes.
+    /// Must run within a Tokio runtime; at most once per session.
+    pub fn start_ingest(
+        &mut self,
+        session: &DownloadSession,
+        push: Option<&PushSessions>,
+    ) -> Result<()> {
+        debug_assert!(self.ingest.is_none(), "ingest already started");
+        let metrics = IngestMetrics::new(&session.name);
+        let watch = match &session.watch {
+            Some(config) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                let folder = spawn_watch(
+                    &session.name,
+                    config,
+                    self.queue(),
+                    metrics.clone(),
+                    shutdown,
+                )
+                .with_context(|| format!("download session {}", session.name))?;
+                Some((stop, folder))
+            }
+            None => None,
+        };
+        let push = push.filter(|_| session.push).map(|sessions| {
+            sessions.register(&session.name, self.queue(), metrics);
+            sessions.clone()
+        });
+        self.ingest = Some(SessionIngest { watch, push });
+        Ok(())
+    }
+
+    /// Stops ingest first (no new object is taken in), then the key task and
+    /// both threads; the session is closed on the wire (A flag) and its spool
+    /// emptied.
     pub async fn stop(mut self) {
+        if let Some(ingest) = self.ingest.take() {
+            if let Some(push) = ingest.push {
+                push.unregister(&self.name);
+            }
+            if let Some((stop, folder)) = ingest.watch {
+                let _ = stop.send(());
+                if let Err(e) = folder.join().await {
+                    tracing::warn!(session = %self.name, error = %format!("{e:#}"), "watch folder did not stop cleanly");
+                }
+            }
+        }
         self.stop.store(true, Ordering::Relaxed);
         self.keys.abort();
         let _ = (&mut self.keys).await;
@@ -222,6 +278,7 @@ pub fn start<L: LeaseSource + 'static>(
         protect: Some(protect),
         sender: Some(sender),
         keys,
+        ingest: None,
     })
 }
 

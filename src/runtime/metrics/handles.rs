@@ -104,8 +104,6 @@ pub struct SessionMetrics {
     msk_validity_mtk_ids: Gauge,
     flute_objects: Counter,
     fdt_instances: Counter,
-    ingest_to_egress: Histogram,
-    pacer_lateness: Histogram,
 }
 
 impl SessionMetrics {
@@ -125,8 +123,6 @@ impl SessionMetrics {
             msk_validity_mtk_ids: gauge(&names::MSK_VALIDITY_MTK_IDS, &s),
             flute_objects: counter(&names::FLUTE_OBJECTS_SENT, &s),
             fdt_instances: counter(&names::FLUTE_FDT_INSTANCES_SENT, &s),
-            ingest_to_egress: histogram(&names::INGEST_TO_EGRESS, &s),
-            pacer_lateness: histogram(&names::PACER_LATENESS, &s),
         }
     }
 
@@ -138,17 +134,6 @@ impl SessionMetrics {
     #[inline]
     pub fn dropped(&self, reason: DropReason) {
         self.dropped[reason.index()].increment(1);
-    }
-
-    #[inline]
-    pub fn ingest_to_egress(&self, latency: Duration) {
-        self.ingest_to_egress.record(latency.as_secs_f64());
-    }
-
-    /// A paced packet left `late` after its scheduled time.
-    #[inline]
-    pub fn pacer_lateness(&self, late: Duration) {
-        self.pacer_lateness.record(late.as_secs_f64());
     }
 
     pub fn mtk_rotated(&self) {
@@ -190,8 +175,6 @@ impl SessionMetrics {
             .absolute(sender.object_transmissions.load(Ordering::Relaxed));
         self.fdt_instances
             .absolute(sender.fdt_instances_sent.load(Ordering::Relaxed));
-        self.pacer_lateness
-            .record(sender.pacer_lateness_ns.swap(0, Ordering::Relaxed) as f64 / 1e9);
     }
 
     pub fn flute_object_sent(&self) {
@@ -200,6 +183,39 @@ impl SessionMetrics {
 
     pub fn fdt_instance_sent(&self) {
         self.fdt_instances.increment(1);
+    }
+}
+
+/// Latencies a session's data-path threads observe themselves: a histogram
+/// cannot be copied from atomics at scrape time. Each is observed once per
+/// batch or pacer wait, never per packet, so the cost stays off the
+/// per-packet path. Handles made again for a restarted session are the same
+/// series.
+#[derive(Debug, Clone)]
+pub struct LatencyMetrics {
+    ingest_to_egress: Histogram,
+    pacer_lateness: Histogram,
+}
+
+impl LatencyMetrics {
+    pub fn new(session: &str) -> Self {
+        Self {
+            ingest_to_egress: histogram(&names::INGEST_TO_EGRESS, &[session]),
+            pacer_lateness: histogram(&names::PACER_LATENESS, &[session]),
+        }
+    }
+
+    /// A burst read from the ingest sockets was queued for sending `latency`
+    /// after the ingest thread woke to read it (its oldest packet's wait).
+    #[inline]
+    pub fn ingest_to_egress(&self, latency: Duration) {
+        self.ingest_to_egress.record(latency.as_secs_f64());
+    }
+
+    /// A paced batch left `late` after the time its pacer allowed.
+    #[inline]
+    pub fn pacer_lateness(&self, late: Duration) {
+        self.pacer_lateness.record(late.as_secs_f64());
     }
 }
 
@@ -313,11 +329,8 @@ impl EgressMetrics {
             .absolute(stats.send_errors.load(Ordering::Relaxed));
         self.queue_full
             .absolute(stats.queue_full.load(Ordering::Relaxed));
-    }
-
-    /// Batches waiting in the queue, as counted by the producers.
-    pub fn queue_depth(&self, batches: usize) {
-        self.queue_depth.set(batches as f64);
+        self.queue_depth
+            .set(stats.queued.load(Ordering::Relaxed) as f64);
     }
 }
 

@@ -8,8 +8,8 @@ pub mod labels;
 pub mod names;
 
 pub use handles::{
-    BmscMetrics, EgressMetrics, GatewayMetrics, IngestMetrics, InputMetrics, PushMetrics,
-    SessionMetrics,
+    BmscMetrics, EgressMetrics, GatewayMetrics, IngestMetrics, InputMetrics, LatencyMetrics,
+    PushMetrics, SessionMetrics,
 };
 pub use labels::{
     BmscRpc, BmscState, DropReason, EgressLabel, IngestOrigin, IngestRejectReason, LabelValue,

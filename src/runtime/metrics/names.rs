@@ -128,7 +128,7 @@ pub const EGRESS_QUEUE_DEPTH: MetricDef = MetricDef {
     name: name!("egress_queue_depth"),
     kind: MetricType::Gauge,
     labels: &[SESSION],
-    help: "Batches waiting in the egress queue.",
+    help: "Batches of this session waiting in its egress queue (sessions with equal socket settings share one queue).",
 };
 
 pub const PACER_LATENESS: MetricDef = MetricDef {
