@@ -1,25 +1,33 @@
 //! Load test of the real gateway binary on loopback (not part of `cargo test`):
-//! a reference BM-SC in this process, the gateway as a child process, N
-//! streaming sessions × a bit rate for T seconds, and receivers on every
-//! session's multicast group. Reports loss, ingest→egress latency (send time at
-//! the load generator to receive time of the SRTP packet with the same RTP
-//! sequence number, so it includes two loopback hops), the gateway's CPU and
-//! its resident memory.
+//! a reference BM-SC in this process, the gateway as a child process, and for
+//! T seconds
+//! - N streaming sessions × a bit rate, with receivers on every session's
+//!   multicast group; latency is from the load generator's send to the
+//!   receive of the SRTP packet with the same RTP sequence number (two
+//!   loopback hops included);
+//! - M download sessions × a bit rate, fed by files renamed into their watch
+//!   folders at a fixed object rate, with a download probe (a UE: MSKs from
+//!   the BM-SC, MIKEY from the carousel, DCF decrypted, MD5 compared) on
+//!   every session; latency is from the rename to the verified object.
+//!
+//! Reports loss, those latencies, the gateway's CPU and its resident memory.
 //!
 //! ```text
 //! cargo build --release --bins --examples
-//! target/release/examples/loadtest --sessions 50 --mbit 2 --seconds 10
+//! target/release/examples/loadtest --sessions 200 --downloads 20 --seconds 10
 //! ```
 //!
-//! Workloads are [`Workload`]s: each adds its sessions to the gateway
-//! configuration, starts its senders and receivers, and reports. Download
-//! (FLUTE) sessions plug in as a second implementation next to
-//! [`StreamingLoad`].
+//! Each kind of load is a [`Workload`]: it adds its sessions to the gateway
+//! configuration, starts its receivers and senders, and reports.
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use mbms_gateway::protocol::keys::KeyDomainId;
-use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
+use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, MskClientConfig};
+use mbms_gateway::runtime::probe::{
+    DownloadProbeConfig, DownloadProbeHandle, ObjectStatus, ProbeKeySource, start_download_probe,
+};
+use md5::Digest;
 use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -29,7 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const KEY_DOMAIN: KeyDomainId = KeyDomainId([0x09, 0xf1, 0x07]);
 /// RTP header plus 7 MPEG-TS packets, the usual RTP/MP2T datagram.
@@ -46,6 +54,23 @@ struct Args {
     /// Bit rate of each streaming session (RTP payload and header), Mbit/s.
     #[arg(long, default_value_t = 2.0)]
     mbit: f64,
+    /// Download (FLUTE) sessions.
+    #[arg(long, default_value_t = 0)]
+    downloads: usize,
+    /// Bit rate of each download session (its pacer), Mbit/s.
+    #[arg(long, default_value_t = 5.0)]
+    download_mbit: f64,
+    /// Objects per second into each download session.
+    #[arg(long, default_value_t = 1.0)]
+    objects_per_second: f64,
+    /// Times each object is sent (the carousel's `repetitions`).
+    #[arg(long, default_value_t = 1)]
+    repetitions: u32,
+    /// Size of each object in bytes (default: 80 % of the session's rate at
+    /// that object rate and repetition count, leaving room for FDTs, MIKEY
+    /// and headers).
+    #[arg(long)]
+    object_bytes: Option<usize>,
     /// Seconds of traffic.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -53,6 +78,10 @@ struct Args {
     /// directory, i.e. the same profile's build).
     #[arg(long)]
     gateway: Option<PathBuf>,
+    /// Run the gateway on this CPU only (`sched_setaffinity`), e.g. with the
+    /// load generator itself under `taskset -c 0` and the gateway on CPU 1.
+    #[arg(long)]
+    gateway_cpu: Option<usize>,
     /// Print the result as a Markdown table row.
     #[arg(long)]
     markdown: bool,
@@ -65,8 +94,8 @@ trait Workload: Send {
     fn config_toml(&self) -> String;
     /// Key Groups the BM-SC must serve.
     fn key_groups(&self) -> Vec<u16>;
-    /// Starts receiving (before any traffic).
-    fn start_receivers(&mut self) -> Result<()>;
+    /// Starts receiving (before any traffic); `bmsc` serves the MSKs.
+    fn start_receivers(&mut self, bmsc: SocketAddr) -> Result<()>;
     /// Sends for `duration`, then returns.
     fn send(&mut self, duration: Duration) -> Result<()>;
     /// Stops the receivers and summarises.
@@ -75,8 +104,10 @@ trait Workload: Send {
 
 #[derive(Debug, Default)]
 struct LoadReport {
-    kind: &'static str,
-    sessions: usize,
+    /// What was offered, e.g. "200 × 2 Mbit/s streaming".
+    load: String,
+    /// What `sent` and `received` count ("packets", "objects").
+    unit: &'static str,
     sent: u64,
     received: u64,
     /// Latencies in microseconds, sorted.
@@ -116,8 +147,20 @@ struct StreamSession {
     egress_port: u16,
 }
 
+/// A UDP port free on 127.0.0.1 and not handed out before by this process
+/// (the kernel may give a just-closed port again).
 fn free_udp_port() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 impl StreamingLoad {
@@ -177,7 +220,7 @@ port = {egress}
         (1..=self.sessions.len() as u16).collect()
     }
 
-    fn start_receivers(&mut self) -> Result<()> {
+    fn start_receivers(&mut self, _bmsc: SocketAddr) -> Result<()> {
         let mut sockets = Vec::new();
         for s in &self.sessions {
             let socket = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
@@ -239,10 +282,257 @@ port = {egress}
             .unwrap_or_default();
         latencies_us.sort_unstable();
         LoadReport {
-            kind: "streaming",
-            sessions: self.sessions.len(),
+            load: format!(
+                "{} × {} Mbit/s streaming",
+                self.sessions.len(),
+                self.packets_per_second * (RTP_LEN * 8) as f64 / 1e6
+            ),
+            unit: "packets",
             sent: self.sent.iter().sum(),
             received: received.iter().sum(),
+            latencies_us,
+        }
+    }
+}
+
+/// M download sessions, each fed by files renamed into its watch folder at a
+/// fixed object rate and received by a download probe acting as a UE.
+struct DownloadLoad {
+    sessions: Vec<DownloadSessionLoad>,
+    first_key_group: u16,
+    mbit: f64,
+    objects_per_second: f64,
+    repetitions: u32,
+    object_len: usize,
+    probes: Vec<DownloadProbeHandle>,
+}
+
+struct DownloadSessionLoad {
+    group: Ipv4Addr,
+    port: u16,
+    folder: PathBuf,
+    /// Content-Location, rename time (ms since the Unix epoch), MD5.
+    written: Vec<(String, u64, String)>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl DownloadLoad {
+    fn new(args: &Args, first_key_group: u16, dir: &Path) -> Result<Self> {
+        if args.downloads > 250 {
+            bail!("--downloads must be at most 250");
+        }
+        if args.objects_per_second <= 0.0 || args.download_mbit <= 0.0 {
+            bail!("--objects-per-second and --download-mbit must be above 0");
+        }
+        let repetitions = args.repetitions.max(1);
+        let object_len = args.object_bytes.unwrap_or(
+            (0.8 * args.download_mbit * 1e6
+                / 8.0
+                / args.objects_per_second
+                / f64::from(repetitions)) as usize,
+        );
+        let sessions = (0..args.downloads)
+            .map(|i| {
+                let folder = dir.join("watch").join(format!("d{i}"));
+                std::fs::create_dir_all(&folder)?;
+                Ok(DownloadSessionLoad {
+                    group: Ipv4Addr::new(239, 255, 90, i as u8 + 1),
+                    port: free_udp_port()?,
+                    folder,
+                    written: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            sessions,
+            first_key_group,
+            mbit: args.download_mbit,
+            objects_per_second: args.objects_per_second,
+            repetitions,
+            object_len,
+            probes: Vec::new(),
+        })
+    }
+
+    /// Object `n` of session `i`: distinct bytes, so a mix-up shows in the MD5.
+    fn object(&self, i: usize, n: u64) -> Vec<u8> {
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_add(1);
+        (0..self.object_len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+}
+
+impl Workload for DownloadLoad {
+    fn config_toml(&self) -> String {
+        let mut text = String::new();
+        for (i, s) in self.sessions.iter().enumerate() {
+            text.push_str(&format!(
+                r#"
+[[download]]
+name = "d{i}"
+key_group = {kg}
+destination = "{group}"
+port = {port}
+tsi = {tsi}
+interface = "127.0.0.1"
+ttl = 0
+bitrate = "{kbit}kbit"
+push = false
+watch = {{ folder = "{folder}" }}
+carousel = {{ repetitions = {repetitions} }}
+mtk = {{ period = "10s", lead = "2s", resend = "1s" }}
+"#,
+                repetitions = self.repetitions,
+                kg = self.first_key_group + i as u16,
+                group = s.group,
+                port = s.port,
+                tsi = i + 1,
+                kbit = (self.mbit * 1000.0) as u64,
+                folder = s.folder.display(),
+            ));
+        }
+        text
+    }
+
+    fn key_groups(&self) -> Vec<u16> {
+        (0..self.sessions.len() as u16)
+            .map(|i| self.first_key_group + i)
+            .collect()
+    }
+
+    fn start_receivers(&mut self, bmsc: SocketAddr) -> Result<()> {
+        let configs: Vec<DownloadProbeConfig> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let key_group = self.first_key_group + i as u16;
+                let keys = MskClientConfig::new(
+                    format!("http://{bmsc}"),
+                    KEY_DOMAIN,
+                    vec![key_group],
+                    format!("loadtest-ue-{i}"),
+                );
+                let mut config = DownloadProbeConfig::new(
+                    s.group.into(),
+                    s.port,
+                    KEY_DOMAIN,
+                    ProbeKeySource::Bmsc(keys),
+                );
+                config.interface = Some(Ipv4Addr::LOCALHOST.into());
+                config.tsi = Some(i as u16 + 1);
+                config
+            })
+            .collect();
+        // Each probe runs its own key client runtime: start them off this one.
+        self.probes = std::thread::spawn(move || {
+            configs
+                .into_iter()
+                .map(start_download_probe)
+                .collect::<Result<Vec<_>>>()
+        })
+        .join()
+        .expect("probe start-up thread")?;
+        // The MIKEY object joins the carousel with the first file it
+        // protects; a probe whose MSK comes late opens it once the MSK is in.
+        Ok(())
+    }
+
+    fn send(&mut self, duration: Duration) -> Result<()> {
+        let start = Instant::now();
+        let interval = 1.0 / self.objects_per_second;
+        let count = self.sessions.len();
+        let offset = |i: usize| interval * i as f64 / count as f64;
+        while start.elapsed() < duration {
+            let now = start.elapsed().as_secs_f64();
+            for i in 0..count {
+                let due = ((now - offset(i)) / interval).floor() as i64 + 1;
+                while (self.sessions[i].written.len() as i64) < due {
+                    let n = self.sessions[i].written.len() as u64;
+                    let data = self.object(i, n);
+                    let name = format!("obj-{n:05}.bin");
+                    let session = &mut self.sessions[i];
+                    let part = session.folder.join(format!(".{name}.part"));
+                    std::fs::write(&part, &data)?;
+                    std::fs::rename(&part, session.folder.join(&name))?;
+                    let md5 = hex::encode(md5::Md5::digest(&data));
+                    session.written.push((name, unix_ms(), md5));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> LoadReport {
+        // An object takes its size over the session's rate to go out.
+        let airtime = self.object_len as f64 * 8.0 / (self.mbit * 1e6);
+        let by = Instant::now() + Duration::from_secs_f64(5.0 + 3.0 * airtime);
+        let delivered = |probe: &DownloadProbeHandle, written: &[(String, u64, String)]| {
+            let report = probe.snapshot();
+            written
+                .iter()
+                .filter(|(name, _, md5)| {
+                    report.objects.get(name).is_some_and(|o| {
+                        o.status == ObjectStatus::Complete && o.md5.as_deref() == Some(md5)
+                    })
+                })
+                .count()
+        };
+        let total: usize = self.sessions.iter().map(|s| s.written.len()).sum();
+        while Instant::now() < by
+            && self
+                .probes
+                .iter()
+                .zip(&self.sessions)
+                .map(|(p, s)| delivered(p, &s.written))
+                .sum::<usize>()
+                < total
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut received = 0;
+        let mut latencies_us = Vec::new();
+        for (probe, session) in std::mem::take(&mut self.probes)
+            .into_iter()
+            .zip(&self.sessions)
+        {
+            let report = probe.stop();
+            for (name, written_ms, md5) in &session.written {
+                let Some(outcome) = report.objects.get(name) else {
+                    continue;
+                };
+                if outcome.status == ObjectStatus::Complete && outcome.md5.as_ref() == Some(md5) {
+                    received += 1;
+                    let done = outcome.completed_unix_ms.unwrap_or(*written_ms);
+                    latencies_us.push((done.saturating_sub(*written_ms) * 1000) as u32);
+                }
+            }
+        }
+        latencies_us.sort_unstable();
+        LoadReport {
+            load: format!(
+                "{} × {} Mbit/s download ({} × {} kB objects/s each, sent {}×)",
+                self.sessions.len(),
+                self.mbit,
+                self.objects_per_second,
+                self.object_len / 1000,
+                self.repetitions,
+            ),
+            unit: "objects",
+            sent: total as u64,
+            received,
             latencies_us,
         }
     }
@@ -405,7 +695,8 @@ fn gateway_binary(args: &Args) -> Result<PathBuf> {
     Ok(path)
 }
 
-#[tokio::main(flavor = "current_thread")]
+// The BM-SC serves from a worker while the main thread blocks on start-up.
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let binary = gateway_binary(&args)?;
@@ -413,8 +704,17 @@ async fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
 
-    let mut workloads: Vec<Box<dyn Workload>> =
-        vec![Box::new(StreamingLoad::new(args.sessions, args.mbit)?)];
+    let mut workloads: Vec<Box<dyn Workload>> = Vec::new();
+    if args.sessions > 0 {
+        workloads.push(Box::new(StreamingLoad::new(args.sessions, args.mbit)?));
+    }
+    if args.downloads > 0 {
+        let first_key_group = args.sessions as u16 + 1;
+        workloads.push(Box::new(DownloadLoad::new(&args, first_key_group, &dir)?));
+    }
+    if workloads.is_empty() {
+        bail!("nothing to do: --sessions and --downloads are both 0");
+    }
     let key_groups: Vec<u16> = workloads.iter().flat_map(|w| w.key_groups()).collect();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -460,12 +760,28 @@ key_domain_id = "09f107"
     let config_path = dir.join("gateway.toml");
     std::fs::write(&config_path, config)?;
 
-    let mut gateway: Child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .args(["run", "--config"])
         .arg(&config_path)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    if let Some(cpu) = args.gateway_cpu {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only sched_setaffinity, async-signal-safe, runs in the child.
+        unsafe {
+            command.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut gateway: Child = command
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = gateway.id();
@@ -477,9 +793,11 @@ key_domain_id = "09f107"
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for w in &mut workloads {
-        w.start_receivers()?;
-    }
+    tokio::task::block_in_place(|| {
+        workloads
+            .iter_mut()
+            .try_for_each(|w| w.start_receivers(bmsc_addr))
+    })?;
 
     let duration = Duration::from_secs(args.seconds);
     let (ticks_before, threads_before, cpus_before) =
@@ -559,10 +877,10 @@ key_domain_id = "09f107"
     }
     for r in &reports {
         println!(
-            "{}: {} sessions, sent {}, received {}, lost {} ({:.4}%), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
-            r.kind,
-            r.sessions,
+            "{}: sent {} {}, received {}, lost {} ({:.4}%), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+            r.load,
             r.sent,
+            r.unit,
             r.received,
             r.loss(),
             100.0 * r.loss() as f64 / r.sent.max(1) as f64,
@@ -572,10 +890,10 @@ key_domain_id = "09f107"
         );
         if args.markdown {
             println!(
-                "| {} × {} Mbit/s | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.0} |",
-                r.sessions,
-                args.mbit,
+                "| {} | {} {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.0} |",
+                r.load,
                 r.sent,
+                r.unit,
                 r.loss(),
                 args.seconds,
                 r.percentile_ms(0.5),

@@ -13,6 +13,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+/// First capacity of a batch buffer: a few full-size datagrams.
+const NEW_BUFFER_BYTES: usize = 8 * 1024;
+/// Sent buffers kept for reuse; beyond this they are freed.
+const POOL_BUFFERS: usize = 1024;
+
 /// What a batch carries, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EgressKind {
@@ -134,14 +139,16 @@ impl Egress {
         move || shared.alive.load(Ordering::Relaxed)
     }
 
-    /// An empty buffer, reused from sent batches when one is free.
+    /// An empty buffer, reused from sent batches when one is free. A new one
+    /// starts small and grows to what its batches need: most batches of a
+    /// streaming session hold one or two datagrams, not a full GSO send.
     pub fn buffer(&self) -> Vec<u8> {
         self.shared
             .pool
             .lock()
             .ok()
             .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| Vec::with_capacity(GSO_MAX_BYTES))
+            .unwrap_or_else(|| Vec::with_capacity(NEW_BUFFER_BYTES))
     }
 
     /// Queues a batch, waiting while the queue is full (back-pressure on the
@@ -202,7 +209,7 @@ impl Shared {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
             batch.buf.clear();
             if let Ok(mut pool) = self.pool.lock()
-                && pool.len() < 256
+                && pool.len() < POOL_BUFFERS
             {
                 pool.push(batch.buf);
             }

@@ -98,28 +98,39 @@ fn ntp_now() -> u32 {
 
 enum Content {
     Memory(Vec<u8>),
-    Spool {
-        file: File,
-        path: PathBuf,
-        window: Vec<u8>,
-        window_start: u64,
-    },
+    Spool { file: File, path: PathBuf },
+}
+
+/// The sender's one read-ahead buffer over the spool file of the object on
+/// air: one object is sent at a time, so one window per session bounds the
+/// memory a session holds, however many objects wait in its carousel.
+#[derive(Default)]
+struct ReadAhead {
+    toi: Option<u128>,
+    start: u64,
+    window: Vec<u8>,
 }
 
 impl Content {
-    /// The object bytes of `range` (contiguous reads are served from the
-    /// read-ahead window).
-    fn bytes(&mut self, range: std::ops::Range<u64>) -> std::io::Result<&[u8]> {
+    /// The bytes of `range` of object `toi` (contiguous reads of a spooled
+    /// object are served from `read_ahead`).
+    fn bytes<'a>(
+        &'a self,
+        toi: u128,
+        range: std::ops::Range<u64>,
+        read_ahead: &'a mut ReadAhead,
+    ) -> std::io::Result<&'a [u8]> {
         match self {
             Self::Memory(data) => Ok(&data[range.start as usize..range.end as usize]),
-            Self::Spool {
-                file,
-                window,
-                window_start,
-                ..
-            } => {
-                let inside = range.start >= *window_start
-                    && range.end <= *window_start + window.len() as u64;
+            Self::Spool { file, .. } => {
+                let ReadAhead {
+                    toi: window_toi,
+                    start,
+                    window,
+                } = read_ahead;
+                let inside = *window_toi == Some(toi)
+                    && range.start >= *start
+                    && range.end <= *start + window.len() as u64;
                 if !inside {
                     let want = READ_AHEAD.max((range.end - range.start) as usize);
                     window.resize(want, 0);
@@ -132,7 +143,8 @@ impl Content {
                         filled += n;
                     }
                     window.truncate(filled);
-                    *window_start = range.start;
+                    *window_toi = Some(toi);
+                    *start = range.start;
                     if (filled as u64) < range.end - range.start {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
@@ -140,7 +152,7 @@ impl Content {
                         ));
                     }
                 }
-                let from = (range.start - *window_start) as usize;
+                let from = (range.start - *start) as usize;
                 Ok(&window[from..from + (range.end - range.start) as usize])
             }
         }
@@ -167,6 +179,7 @@ pub struct FluteSender {
     /// The last rendered FDT, by instance ID.
     fdt: Option<(u32, Vec<u8>)>,
     pacer: Pacer,
+    read_ahead: ReadAhead,
     latency: LatencyMetrics,
     batcher: Batcher,
     packet: Vec<u8>,
@@ -191,6 +204,7 @@ impl FluteSender {
         Ok(Self {
             packet: vec![0; config.max_packet],
             latency: LatencyMetrics::new(&config.name),
+            read_ahead: ReadAhead::default(),
             config,
             carousel,
             template,
@@ -292,8 +306,6 @@ impl FluteSender {
                     Ok(file) => Content::Spool {
                         file,
                         path: object.spool_path.clone(),
-                        window: Vec::new(),
-                        window_start: 0,
                     },
                     Err(e) => {
                         tracing::error!(session = %self.config.name, object = %object.content_location, error = %e, "spool file lost; object not sent");
@@ -453,7 +465,10 @@ impl FluteSender {
             let Some(request) = entry.packets.next_symbol() else {
                 break;
             };
-            let symbol = match entry.content.bytes(request.range) {
+            let symbol = match entry
+                .content
+                .bytes(toi, request.range, &mut self.read_ahead)
+            {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(session = %self.config.name, toi = %toi, error = %e, "spool read failed; object withdrawn");

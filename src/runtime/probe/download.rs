@@ -99,6 +99,9 @@ pub struct ObjectOutcome {
     /// Versions received under this Content-Location (a manifest is replaced).
     pub versions: u32,
     pub reason: Option<String>,
+    /// When the (last) version was complete and verified, in milliseconds
+    /// since the Unix epoch: delivery time against the file's arrival.
+    pub completed_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -224,6 +227,10 @@ impl Core {
                 md5: Some(hex::encode(Md5::digest(&plain))),
                 versions,
                 reason: None,
+                completed_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64),
             },
             Err(reason) => {
                 tracing::warn!(object = %location, %reason, "object failed");
@@ -233,6 +240,7 @@ impl Core {
                     md5: None,
                     versions,
                     reason: Some(reason),
+                    completed_unix_ms: None,
                 }
             }
         };
@@ -279,6 +287,7 @@ fn incomplete(reason: String) -> ObjectOutcome {
         md5: None,
         versions: 0,
         reason: Some(reason),
+        completed_unix_ms: None,
     }
 }
 
