@@ -1,10 +1,11 @@
 //! Download path throughput on one core: objects protected as DCF (AES-128-CBC
-//! under an MTK) and sent with Compact No-Code FEC as 1428-byte ALC packets
-//! in GSO batches to a loopback UDP socket, against (a) our plain ALC send of
-//! the same unencrypted objects and (b) the `flute` crate's sender producing
-//! packets for the same objects and symbol size, sent the same way, all in
-//! the same run. The protected path also computes the Content-MD5 of each
-//! DCF, as the gateway does. RaptorQ encode throughput is in `benches/fec.rs`.
+//! or CTR under an MTK, with the FDT's Content-MD5) and sent with Compact
+//! No-Code FEC as 1428-byte ALC packets in GSO batches to a loopback UDP
+//! socket. Also the FLUTE sender thread's share alone (the gateway protects
+//! on another thread, ahead of sending). Baselines in the same run: (a) our
+//! plain ALC send of the same unencrypted objects and (b) the `flute` crate's
+//! sender producing packets for the same objects and symbol size, sent the
+//! same way. RaptorQ encode throughput is in `benches/fec.rs`.
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};

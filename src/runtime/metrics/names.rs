@@ -135,14 +135,14 @@ pub const PACER_LATENESS: MetricDef = MetricDef {
     name: name!("pacer_lateness_seconds"),
     kind: MetricType::Histogram(PACER_LATENESS_BUCKETS),
     labels: &[SESSION],
-    help: "How long after its scheduled time a paced packet was sent.",
+    help: "How long after its pacer allowed it a batch of a download session was sent.",
 };
 
 pub const INGEST_TO_EGRESS: MetricDef = MetricDef {
     name: name!("ingest_to_egress_latency_seconds"),
     kind: MetricType::Histogram(INGEST_TO_EGRESS_BUCKETS),
     labels: &[SESSION],
-    help: "Time from receiving an ingest packet to queueing its protected form for sending.",
+    help: "Time from the ingest thread waking to read a burst to queueing its protected packets for sending (one observation per burst).",
 };
 
 pub const MTK_ROTATIONS: MetricDef = MetricDef {
