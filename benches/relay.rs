@@ -44,6 +44,7 @@ use mbms_gateway::protocol::keys::{KeyDomainId, Msk, MskId, MtkId};
 use mbms_gateway::runtime::bmsc::{LeaseError, LeaseRecord, MskRecord, MskSet};
 use mbms_gateway::runtime::config::{Flow, MtkSettings, StreamingSession};
 use mbms_gateway::runtime::egress::{Batcher, Egress, EgressKind};
+use mbms_gateway::runtime::ingest_pool::IngestPool;
 use mbms_gateway::runtime::journal::KeyJournal;
 use mbms_gateway::runtime::mtk_keys::LeaseSource;
 use mbms_gateway::runtime::streaming::{self, SessionContext, SessionState, StreamingHandle};
@@ -546,6 +547,7 @@ impl GatewayRelay {
                     journal: Arc::new(Mutex::new(journal)),
                     lease_block: 4,
                     egress,
+                    ingest: IngestPool::new(1).expect("ingest worker"),
                 },
             )
             .expect("session starts")

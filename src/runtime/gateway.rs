@@ -9,6 +9,7 @@ use super::download::ingest::{PushServer, PushSessions, serve_push};
 use super::download::sender::SenderStats;
 use super::download::{self, DownloadHandle, DownloadSession, DownloadStats};
 use super::egress::{Egress, EgressStats};
+use super::ingest_pool::IngestPool;
 use super::journal::KeyJournal;
 use super::reload::{
     NamedSession, ReloadRefused, ReloadReport, SessionPlan, check_reloadable, plan,
@@ -268,6 +269,8 @@ pub struct Gateway {
     journal: Arc<Mutex<KeyJournal>>,
     egress: HashMap<EgressKey, Egress>,
     egress_threads: Vec<JoinHandle<()>>,
+    /// The workers running the streaming sessions' ingest.
+    streaming_ingest: IngestPool,
     ingest: Option<Ingest>,
 }
 
@@ -295,6 +298,7 @@ impl Gateway {
             journal,
             egress: HashMap::new(),
             egress_threads: Vec::new(),
+            streaming_ingest: IngestPool::per_core().context("ingest workers")?,
             ingest: None,
         };
         for session in &config.streaming {
@@ -405,6 +409,7 @@ impl Gateway {
             journal: self.journal.clone(),
             lease_block: self.config.lease_block,
             egress: self.egress_for(key, session)?,
+            ingest: self.streaming_ingest.clone(),
         })
     }
 
@@ -484,15 +489,17 @@ impl Gateway {
         Ok(report)
     }
 
-    /// True while every egress thread runs.
+    /// True while every egress thread and ingest worker runs.
     pub fn egress_alive(&self) -> bool {
-        self.egress.values().all(Egress::is_alive)
+        self.egress.values().all(Egress::is_alive) && self.streaming_ingest.alive()
     }
 
-    /// A check of every egress thread that does not keep them running.
+    /// A check of every egress thread and ingest worker that does not keep
+    /// them running.
     pub fn egress_liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let checks: Vec<_> = self.egress.values().map(Egress::liveness).collect();
-        move || checks.iter().all(|alive| alive())
+        let ingest = self.streaming_ingest.liveness();
+        move || checks.iter().all(|alive| alive()) && ingest()
     }
 
     /// Stops ingest first, lets the egress queues drain, then returns. The key

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod encoder;
 pub mod gateway;
 pub mod http_server;
+pub mod ingest_pool;
 pub mod journal;
 pub mod key_task;
 pub mod log_limit;

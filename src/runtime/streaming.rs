@@ -3,16 +3,18 @@
 //! §6.3.3.2.2).
 //!
 //! Two parts:
-//! - the **ingest thread** (one OS thread per session) receives RTP from every
-//!   flow, checks it, renumbers restarted encoders, protects it with the active
-//!   MTK and hands GSO batches to the egress thread. It owns the
+//! - the **ingest side** ([`SessionIngest`], run by a worker of the gateway's
+//!   [`IngestPool`] together with other sessions) receives RTP from every
+//!   flow, checks it, renumbers restarted encoders, protects it with the
+//!   active MTK and hands GSO batches to the egress thread. It owns the
 //!   [`SrtpSender`]; key changes reach it as [`KeyCommand`]s between bursts.
 //! - the **key task** ([`KeyTask`], tokio) drives the MTK schedule; its
 //!   events re-key the ingest thread and send MTK messages to UDP 2269.
 
-use super::bmsc::{MskClient, MskSet};
+use super::bmsc::MskSet;
 use super::config::StreamingSession;
 use super::egress::{Batcher, Egress, EgressKind, EgressStats};
+use super::ingest_pool::{IngestPool, IngestSession, IngestSlot, IngestWaker};
 use super::journal::KeyJournal;
 pub use super::key_task::SessionState;
 use super::key_task::{KeyEvents, KeyTask};
@@ -28,11 +30,10 @@ use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::protocol::srtp::{SrtpConfig, SrtpError, SrtpSender};
 use anyhow::{Context, Result};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::watch;
 
@@ -101,8 +102,7 @@ pub struct StreamingHandle {
     /// What this session's packets did at the egress socket.
     pub egress_stats: Arc<EgressStats>,
     pub state: watch::Receiver<SessionState>,
-    stop: Arc<AtomicBool>,
-    ingest: Option<JoinHandle<()>>,
+    ingest: Option<IngestSlot>,
     keys: tokio::task::JoinHandle<()>,
     ingest_addrs: Vec<SocketAddr>,
 }
@@ -113,13 +113,13 @@ impl StreamingHandle {
         &self.ingest_addrs
     }
 
-    /// Stops ingest (queued batches still leave) and the key task.
+    /// Stops the key task and ingest (its sockets close; batches already
+    /// queued still leave).
     pub async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         self.keys.abort();
         let _ = (&mut self.keys).await;
-        if let Some(t) = self.ingest.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        if let Some(slot) = self.ingest.take() {
+            slot.remove().await;
         }
     }
 }
@@ -132,10 +132,12 @@ pub struct SessionContext<L> {
     pub journal: Arc<Mutex<KeyJournal>>,
     pub lease_block: u16,
     pub egress: Egress,
+    /// The workers that run streaming sessions' ingest.
+    pub ingest: IngestPool,
 }
 
-/// Starts a session: binds its ingest sockets, spawns the ingest thread and the
-/// key task.
+/// Starts a session: binds its ingest sockets, hands them to an ingest worker
+/// and spawns the key task.
 pub fn start<L: LeaseSource + 'static>(
     session: &StreamingSession,
     ctx: SessionContext<L>,
@@ -160,22 +162,23 @@ pub fn start<L: LeaseSource + 'static>(
     let stats = Arc::new(SessionStats::new(session.flows.len()));
     let egress = ctx.egress.with_own_stats();
     let egress_stats = egress.stats().clone();
-    let stop = Arc::new(AtomicBool::new(false));
     let (ctl_tx, ctl_rx) = sync_channel(64);
-    // The ingest thread reports "on air" once it really protects with the new
+    // The ingest side reports "on air" once it really protects with the new
     // MTK; the key task reports why nothing can be sent.
     let (state_tx, state) = watch::channel(SessionState::Starting);
     let state_tx = Arc::new(state_tx);
-    let ingest = {
-        let (egress, stats, stop) = (egress.clone(), stats.clone(), stop.clone());
-        let state = state_tx.clone();
-        let latency = LatencyMetrics::new(&session.name);
-        std::thread::Builder::new()
-            .name(format!("ingest-{}", session.name))
-            .spawn(move || {
-                IngestLoop::new(flows, egress, ctl_rx, stats, stop, state, latency).run()
-            })?
-    };
+    let slot = ctx.ingest.reserve();
+    ctx.ingest.start(
+        &slot,
+        Box::new(SessionIngest::new(
+            flows,
+            egress.clone(),
+            ctl_rx,
+            stats.clone(),
+            state_tx.clone(),
+            LatencyMetrics::new(&session.name),
+        )),
+    )?;
     let task = KeyTask {
         name: session.name.clone(),
         schedule: MtkSchedule::new(session.mtk.timing()),
@@ -191,6 +194,7 @@ pub fn start<L: LeaseSource + 'static>(
             mikey_dest: SocketAddr::new(session.destination, MIKEY_UDP_PORT),
             egress,
             ctl: ctl_tx,
+            waker: slot.waker(),
             stats: stats.clone(),
         },
         state: state_tx,
@@ -201,8 +205,7 @@ pub fn start<L: LeaseSource + 'static>(
         stats,
         egress_stats,
         state,
-        stop,
-        ingest: Some(ingest),
+        ingest: Some(slot),
         keys,
         ingest_addrs,
     })
@@ -214,12 +217,12 @@ struct IngestFlow {
     rtcp_dest: SocketAddr,
 }
 
-struct IngestLoop {
+/// The ingest side of one session, run by an ingest worker.
+struct SessionIngest {
     flows: Vec<IngestFlow>,
     batcher: Batcher,
     ctl: Receiver<KeyCommand>,
     stats: Arc<SessionStats>,
-    stop: Arc<AtomicBool>,
     srtp: SrtpSender,
     continuity: SequenceContinuity,
     max_ingest: usize,
@@ -233,13 +236,12 @@ struct IngestLoop {
 /// Datagrams read from one socket before the others get a turn.
 const BURST: usize = 64;
 
-impl IngestLoop {
+impl SessionIngest {
     fn new(
         flows: Vec<IngestFlow>,
         egress: Egress,
         ctl: Receiver<KeyCommand>,
         stats: Arc<SessionStats>,
-        stop: Arc<AtomicBool>,
         state: Arc<watch::Sender<SessionState>>,
         latency: LatencyMetrics,
     ) -> Self {
@@ -250,7 +252,6 @@ impl IngestLoop {
             batcher: Batcher::new(egress),
             ctl,
             stats,
-            stop,
             srtp: SrtpSender::new(SrtpConfig {
                 max_streams: 64,
                 ..config
@@ -263,40 +264,6 @@ impl IngestLoop {
             latency,
             forwarded: false,
         }
-    }
-
-    fn run(mut self) {
-        let mut buf = vec![0u8; 65_536];
-        let mut fds: Vec<libc::pollfd> = self
-            .flows
-            .iter()
-            .map(|f| libc::pollfd {
-                fd: f.socket.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        while !self.stop.load(Ordering::Relaxed) {
-            if !self.apply_key_commands() {
-                break;
-            }
-            // SAFETY: `fds` is a valid array of pollfd for the call's duration.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
-            if ready <= 0 {
-                continue;
-            }
-            let woke = Instant::now();
-            for (i, fd) in fds.iter().enumerate() {
-                if fd.revents & libc::POLLIN != 0 {
-                    self.drain(i, &mut buf);
-                }
-            }
-            self.batcher.flush();
-            if std::mem::take(&mut self.forwarded) {
-                self.latency.ingest_to_egress(woke.elapsed());
-            }
-        }
-        self.batcher.flush();
     }
 
     /// Applies pending key changes; false when the key task is gone.
@@ -413,18 +380,50 @@ impl IngestLoop {
     }
 }
 
-/// Key events of a streaming session: key changes go to the ingest thread
-/// between bursts; MTK messages go to the session's address on UDP 2269.
+impl IngestSession for SessionIngest {
+    fn sockets(&self) -> Vec<RawFd> {
+        self.flows.iter().map(|f| f.socket.as_raw_fd()).collect()
+    }
+
+    fn readable(&mut self, flow: usize, buf: &mut [u8]) {
+        self.drain(flow, buf);
+    }
+
+    fn wake(&mut self) {
+        // A gone key task means the session is being stopped.
+        self.apply_key_commands();
+    }
+
+    fn flush(&mut self, woke: Instant) {
+        self.batcher.flush();
+        if std::mem::take(&mut self.forwarded) {
+            self.latency.ingest_to_egress(woke.elapsed());
+        }
+    }
+}
+
+/// Key events of a streaming session: key changes go to the ingest side
+/// between bursts (its worker is woken for them); MTK messages go to the
+/// session's address on UDP 2269.
 struct StreamingKeyEvents {
     mikey_dest: SocketAddr,
     egress: Egress,
     ctl: SyncSender<KeyCommand>,
+    waker: IngestWaker,
     stats: Arc<SessionStats>,
+}
+
+impl StreamingKeyEvents {
+    fn command(&self, command: KeyCommand) -> bool {
+        let sent = self.ctl.send(command).is_ok();
+        self.waker.wake();
+        sent
+    }
 }
 
 impl KeyEvents for StreamingKeyEvents {
     fn install(&mut self, mki: Mki, mtk: Mtk) -> bool {
-        self.ctl.send(KeyCommand::Install(mki, mtk)).is_ok()
+        self.command(KeyCommand::Install(mki, mtk))
     }
 
     fn announce(&mut self, _mki: Mki, message: &[u8]) -> bool {
@@ -439,42 +438,15 @@ impl KeyEvents for StreamingKeyEvents {
 
     fn activate(&mut self, mki: Mki) -> bool {
         self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
-        self.ctl.send(KeyCommand::Activate(mki)).is_ok()
+        self.command(KeyCommand::Activate(mki))
     }
 
     fn retire(&mut self, mki: Mki) -> bool {
-        self.ctl.send(KeyCommand::Retire(mki)).is_ok()
+        self.command(KeyCommand::Retire(mki))
     }
 
     fn revoke_all(&mut self, reason: String) -> bool {
         // Blocking send: a revocation must never be dropped for a full queue.
-        self.ctl.send(KeyCommand::RevokeAll(reason)).is_ok()
+        self.command(KeyCommand::RevokeAll(reason))
     }
-}
-
-/// Starts every streaming session of a gateway with one BM-SC client.
-pub fn start_all(
-    sessions: &[StreamingSession],
-    key_domain_id: KeyDomainId,
-    client: &Arc<MskClient>,
-    journal: Arc<Mutex<KeyJournal>>,
-    lease_block: u16,
-    egress_for: impl Fn(&StreamingSession) -> Result<Egress>,
-) -> Result<Vec<StreamingHandle>> {
-    sessions
-        .iter()
-        .map(|s| {
-            start(
-                s,
-                SessionContext {
-                    key_domain_id,
-                    msks: client.msks(),
-                    leases: client.clone(),
-                    journal: journal.clone(),
-                    lease_block,
-                    egress: egress_for(s)?,
-                },
-            )
-        })
-        .collect()
 }

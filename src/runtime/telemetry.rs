@@ -229,7 +229,7 @@ impl GatewayTelemetry {
             if alive() {
                 Ok(())
             } else {
-                Err("an egress sender thread stopped".into())
+                Err("an egress or ingest worker thread stopped".into())
             }
         });
         self.gateway_metrics

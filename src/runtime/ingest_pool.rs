@@ -1,0 +1,427 @@
+//! Ingest workers: a few OS threads (one per core by default), each serving the
+//! ingest sockets of many streaming sessions through one epoll set.
+//!
+//! A thread per session wakes once per datagram; at 200 sessions of 2 Mbit/s
+//! that is most of the ingest cost. A worker that finds several sockets ready
+//! serves them in one wake-up, and the more loaded it is, the more it serves
+//! per wake-up. Sessions are plain state ([`IngestSession`]); the worker owns
+//! them, so nothing on the data path is shared or locked.
+//!
+//! Key changes reach a session through its own channel; the sender then wakes
+//! the session's worker ([`IngestWaker`]), which lets every session of that
+//! worker apply what is pending before it reads another datagram.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// One session's ingest side, driven by a worker.
+pub trait IngestSession: Send {
+    /// The sockets to read, in flow order.
+    fn sockets(&self) -> Vec<RawFd>;
+    /// Reads what `flow`'s socket holds (a bounded burst) into `buf` and
+    /// processes it.
+    fn readable(&mut self, flow: usize, buf: &mut [u8]);
+    /// Applies pending key changes.
+    fn wake(&mut self);
+    /// Hands what was processed since `woke` to egress.
+    fn flush(&mut self, woke: Instant);
+}
+
+/// Token of the worker's own wake-up eventfd in its epoll set.
+const WAKE: u64 = u64::MAX;
+/// Flows per session that a token can name.
+const FLOW_BITS: u32 = 8;
+/// Ready events handled per wake-up.
+const EVENTS: usize = 256;
+
+/// Wakes one worker (an eventfd); cheap to clone.
+#[derive(Clone)]
+pub struct IngestWaker(Arc<OwnedFd>);
+
+impl IngestWaker {
+    fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; the fd is owned from here on.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Self(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))
+    }
+
+    /// Makes the worker call [`IngestSession::wake`] on its sessions soon.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an eventfd. A full
+        // counter (EAGAIN) still leaves the worker woken.
+        unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    fn clear(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from a non-blocking eventfd.
+        unsafe { libc::read(self.0.as_raw_fd(), (&raw mut value).cast(), 8) };
+    }
+}
+
+enum Control {
+    Add(u64, Box<dyn IngestSession>),
+    /// The pool is gone: the worker ends.
+    Stop,
+    /// Removes a session after a last flush; the sender learns when it is
+    /// gone (its sockets closed).
+    Remove(u64, tokio::sync::oneshot::Sender<()>),
+}
+
+struct Worker {
+    control: Sender<Control>,
+    waker: IngestWaker,
+    sessions: AtomicUsize,
+}
+
+/// The ingest workers of a gateway; cheap to clone. The threads end when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct IngestPool {
+    workers: Arc<[Worker]>,
+    next_id: Arc<AtomicUsize>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// Where a session runs: enough to wake it and to remove it.
+pub struct IngestSlot {
+    pool: IngestPool,
+    worker: usize,
+    id: u64,
+}
+
+impl IngestSlot {
+    pub fn waker(&self) -> IngestWaker {
+        self.pool.workers[self.worker].waker.clone()
+    }
+
+    /// Removes the session from its worker after a last flush; returns once
+    /// its sockets are closed.
+    pub async fn remove(self) {
+        let worker = &self.pool.workers[self.worker];
+        let (done, removed) = tokio::sync::oneshot::channel();
+        if worker.control.send(Control::Remove(self.id, done)).is_ok() {
+            worker.waker.wake();
+            let _ = removed.await;
+        }
+        worker.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl IngestPool {
+    /// Starts `threads` workers (at least one).
+    pub fn new(threads: usize) -> io::Result<Self> {
+        let mut workers = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let waker = IngestWaker::new()?;
+            let (control, commands) = channel();
+            let mut epoll = Epoll::new()?;
+            epoll.add(waker.0.as_raw_fd(), WAKE)?;
+            let thread_waker = waker.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("ingest-{i}"))
+                    .spawn(move || run(epoll, thread_waker, commands))?,
+            );
+            workers.push(Worker {
+                control,
+                waker,
+                sessions: AtomicUsize::new(0),
+            });
+        }
+        Ok(Self {
+            workers: workers.into(),
+            next_id: Arc::default(),
+            threads: Arc::new(Mutex::new(handles)),
+        })
+    }
+
+    /// One worker per core this process may run on.
+    pub fn per_core() -> io::Result<Self> {
+        Self::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// Reserves a place on the least loaded worker for a session about to
+    /// start; [`Self::start`] puts it there.
+    pub fn reserve(&self) -> IngestSlot {
+        let worker = (0..self.workers.len())
+            .min_by_key(|&w| self.workers[w].sessions.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        self.workers[worker]
+            .sessions
+            .fetch_add(1, Ordering::Relaxed);
+        IngestSlot {
+            pool: self.clone(),
+            worker,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Hands `session` to the worker of `slot`.
+    pub fn start(&self, slot: &IngestSlot, session: Box<dyn IngestSession>) -> io::Result<()> {
+        let worker = &self.workers[slot.worker];
+        worker
+            .control
+            .send(Control::Add(slot.id, session))
+            .map_err(|_| io::Error::other("the ingest worker stopped"))?;
+        worker.waker.wake();
+        Ok(())
+    }
+
+    /// True while every worker runs.
+    pub fn alive(&self) -> bool {
+        all_running(&self.threads)
+    }
+
+    /// A check of [`Self::alive`] that does not keep the workers running.
+    pub fn liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let threads = Arc::downgrade(&self.threads);
+        move || threads.upgrade().is_some_and(|t| all_running(&t))
+    }
+}
+
+impl Drop for IngestPool {
+    fn drop(&mut self) {
+        // The last handle (every session was removed): the workers end.
+        if Arc::strong_count(&self.workers) == 1 {
+            for w in self.workers.iter() {
+                let _ = w.control.send(Control::Stop);
+                w.waker.wake();
+            }
+        }
+    }
+}
+
+fn all_running(threads: &Mutex<Vec<JoinHandle<()>>>) -> bool {
+    threads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .all(|t| !t.is_finished())
+}
+
+fn token(id: u64, flow: usize) -> u64 {
+    (id << FLOW_BITS) | flow as u64
+}
+
+/// A worker: waits on every socket of its sessions and its eventfd.
+fn run(mut epoll: Epoll, waker: IngestWaker, control: Receiver<Control>) {
+    let mut sessions: HashMap<u64, Box<dyn IngestSession>> = HashMap::new();
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+    let mut touched: Vec<u64> = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let ready = match epoll.wait(&mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "ingest worker: epoll_wait failed; the worker stops");
+                return;
+            }
+        };
+        let woke = Instant::now();
+        for event in &events[..ready] {
+            let at = event.u64;
+            if at == WAKE {
+                waker.clear();
+                loop {
+                    match control.try_recv() {
+                        Ok(Control::Add(id, session)) => {
+                            let fds = session.sockets();
+                            for (flow, fd) in fds.iter().enumerate() {
+                                if let Err(e) = epoll.add(*fd, token(id, flow)) {
+                                    tracing::error!(error = %e, "ingest worker: a socket could not be watched");
+                                }
+                            }
+                            sessions.insert(id, session);
+                        }
+                        Ok(Control::Remove(id, done)) => {
+                            if let Some(mut session) = sessions.remove(&id) {
+                                for fd in session.sockets() {
+                                    epoll.delete(fd);
+                                }
+                                session.flush(woke);
+                            }
+                            let _ = done.send(());
+                        }
+                        Ok(Control::Stop) | Err(TryRecvError::Disconnected) => return,
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                for session in sessions.values_mut() {
+                    session.wake();
+                }
+                continue;
+            }
+            let (id, flow) = (at >> FLOW_BITS, (at & ((1 << FLOW_BITS) - 1)) as usize);
+            if let Some(session) = sessions.get_mut(&id) {
+                session.readable(flow, &mut buf);
+                if !touched.contains(&id) {
+                    touched.push(id);
+                }
+            }
+        }
+        for id in touched.drain(..) {
+            if let Some(session) = sessions.get_mut(&id) {
+                session.flush(woke);
+            }
+        }
+    }
+}
+
+/// An epoll set (level-triggered: a socket left with data is reported again).
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; the fd is owned from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: valid epoll fd, valid event pointer for the call.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, fd: RawFd) {
+        // SAFETY: valid epoll fd; a null event is allowed for DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    fn wait(&mut self, events: &mut [libc::epoll_event]) -> io::Result<usize> {
+        // SAFETY: `events` is valid for `len` entries for the call.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                -1,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// Records what the worker asks of it.
+    struct Recorder {
+        socket: UdpSocket,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl IngestSession for Recorder {
+        fn sockets(&self) -> Vec<RawFd> {
+            vec![self.socket.as_raw_fd()]
+        }
+        fn readable(&mut self, flow: usize, buf: &mut [u8]) {
+            while let Ok(n) = self.socket.recv(buf) {
+                self.log.lock().unwrap().push(format!("read {flow} {n}"));
+            }
+        }
+        fn wake(&mut self) {
+            self.log.lock().unwrap().push("wake".into());
+        }
+        fn flush(&mut self, _woke: Instant) {
+            self.log.lock().unwrap().push("flush".into());
+        }
+    }
+
+    fn wait_for(log: &Mutex<Vec<String>>, entry: &str) {
+        for _ in 0..500 {
+            if log.lock().unwrap().iter().any(|e| e == entry) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no {entry:?} in {:?}", log.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_read_woken_flushed_and_removed() {
+        let pool = IngestPool::new(2).unwrap();
+        let mut slots = Vec::new();
+        let mut logs = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..3 {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            addrs.push(socket.local_addr().unwrap());
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let slot = pool.reserve();
+            let session = Recorder {
+                socket,
+                log: log.clone(),
+            };
+            pool.start(&slot, Box::new(session)).unwrap();
+            slots.push(slot);
+            logs.push(log);
+        }
+        // Spread over both workers, the least loaded first.
+        assert_ne!(slots[0].worker, slots[1].worker);
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (i, addr) in addrs.iter().enumerate() {
+            sender.send_to(&vec![0; 10 + i], addr).unwrap();
+        }
+        for (i, log) in logs.iter().enumerate() {
+            wait_for(log, &format!("read 0 {}", 10 + i));
+            wait_for(log, "flush");
+        }
+        // A key change wakes the sessions of that worker.
+        logs[1].lock().unwrap().clear();
+        slots[1].waker().wake();
+        wait_for(&logs[1], "wake");
+        // Removal flushes once more; the session's socket is then closed.
+        let removed = slots.remove(1);
+        logs[1].lock().unwrap().clear();
+        removed.remove().await;
+        assert_eq!(*logs[1].lock().unwrap(), ["flush"]);
+        assert_eq!(Arc::strong_count(&logs[1]), 1, "the session was dropped");
+        // The others still run.
+        logs[0].lock().unwrap().clear();
+        sender.send_to(&[1; 5], addrs[0]).unwrap();
+        wait_for(&logs[0], "read 0 5");
+        assert!(pool.alive());
+        for slot in slots {
+            slot.remove().await;
+        }
+    }
+}
