@@ -99,7 +99,7 @@ fn add(to: &AtomicU64, from: &AtomicU64) {
 
 impl StreamingCarry {
     /// Adds the old counters to the new session's: counting is additive, so
-    /// this is exact even while the new ingest thread already counts. Inputs
+    /// this is exact even while the new session already counts. Inputs
     /// are matched by label.
     fn continue_in(&self, session: &StreamingSession, handle: &StreamingHandle) {
         let (old, new) = (&self.stats, &handle.stats);

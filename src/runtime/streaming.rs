@@ -9,7 +9,7 @@
 //!   active MTK and hands GSO batches to the egress thread. It owns the
 //!   [`SrtpSender`]; key changes reach it as [`KeyCommand`]s between bursts.
 //! - the **key task** ([`KeyTask`], tokio) drives the MTK schedule; its
-//!   events re-key the ingest thread and send MTK messages to UDP 2269.
+//!   events re-key the ingest side and send MTK messages to UDP 2269.
 
 use super::bmsc::MskSet;
 use super::config::StreamingSession;
@@ -40,7 +40,7 @@ use tokio::sync::watch;
 /// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
 pub const MAX_EGRESS_DATAGRAM: usize = 1500 - 40 - 8;
 
-/// Key changes for the ingest thread.
+/// Key changes for the ingest side.
 #[derive(Debug)]
 pub enum KeyCommand {
     Install(Mki, Mtk),

@@ -152,7 +152,7 @@ impl SessionMetrics {
         self.msk_validity_mtk_ids.set(mtk_ids_left as f64);
     }
 
-    /// Copies a streaming session's own counters (its ingest thread and key
+    /// Copies a streaming session's own counters (its ingest worker and key
     /// task count in plain atomics; this runs at scrape time).
     pub fn observe_streaming(&self, stats: &StreamingStats) {
         for reason in DropReason::ALL {
@@ -206,7 +206,7 @@ impl LatencyMetrics {
     }
 
     /// A burst read from the ingest sockets was queued for sending `latency`
-    /// after the ingest thread woke to read it (its oldest packet's wait).
+    /// after the ingest worker woke to read it (its oldest packet's wait).
     #[inline]
     pub fn ingest_to_egress(&self, latency: Duration) {
         self.ingest_to_egress.record(latency.as_secs_f64());

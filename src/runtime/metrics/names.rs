@@ -142,7 +142,7 @@ pub const INGEST_TO_EGRESS: MetricDef = MetricDef {
     name: name!("ingest_to_egress_latency_seconds"),
     kind: MetricType::Histogram(INGEST_TO_EGRESS_BUCKETS),
     labels: &[SESSION],
-    help: "Time from the ingest thread waking to read a burst to queueing its protected packets for sending (one observation per burst).",
+    help: "Time from the ingest worker waking to read a burst to queueing its protected packets for sending (one observation per burst).",
 };
 
 pub const MTK_ROTATIONS: MetricDef = MetricDef {
