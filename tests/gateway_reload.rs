@@ -6,13 +6,14 @@
 mod common;
 
 use common::gateway::*;
+use common::process::{gateway_command, signal};
 use mbms_gateway::runtime::bmsc::MskClientConfig;
 use mbms_gateway::runtime::encoder::{EncoderConfig, start_encoder};
 use mbms_gateway::runtime::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 /// Groups used by no other test.
@@ -90,19 +91,9 @@ backoff_max_ms = 300
 }
 
 fn spawn_gateway(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mbms-gateway"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+    gateway_command(&["run", "--config", config.to_str().unwrap()], "info")
         .spawn()
         .expect("the gateway binary starts")
-}
-
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
 }
 
 /// A GET on the admin endpoint: (status, body); `None` while it is not up.

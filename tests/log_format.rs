@@ -1,9 +1,12 @@
 //! `--log-format json` writes one JSON object per line, `human` (the default)
 //! plain text; both carry the significant events of a gateway run.
 
+mod common;
+
+use common::process::{gateway_command, keyless_gateway_config, signal};
 use std::io::Read;
-use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::net::Ipv4Addr;
+use std::process::Stdio;
 use std::time::Duration;
 
 /// Runs the gateway (BM-SC unreachable, so it never gets ready) until it has
@@ -11,46 +14,14 @@ use std::time::Duration;
 /// its log.
 fn run_logged(format: &str) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
-    let ingest = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"state_dir = "{state}"
-instance_id = "gw-log"
-[admin]
-listen = "127.0.0.1:0"
-[bmsc]
-endpoint = "http://127.0.0.1:1"
-key_domain_id = "09f107"
-[[streaming]]
-name = "tv"
-key_group = 1
-destination = "239.255.42.1"
-interface = "127.0.0.1"
-ttl = 0
-[[streaming.flow]]
-ingest = "{ingest}"
-port = 5004
-"#,
-            state = dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mbms-gateway"))
-        .args(["--log-format", format, "run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+    let config = keyless_gateway_config(dir.path(), "gw-log", Ipv4Addr::new(239, 255, 42, 1));
+    let config = config.to_str().unwrap();
+    let mut child = gateway_command(&["--log-format", format, "run", "--config", config], "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    signal(&child, libc::SIGTERM);
     let status = child.wait().unwrap();
     let mut log = String::new();
     child

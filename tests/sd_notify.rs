@@ -2,9 +2,12 @@
 //! named by `$NOTIFY_SOCKET`: READY=1 once started, RELOADING=1 then READY=1
 //! around a SIGHUP, STOPPING=1 on SIGTERM, and WATCHDOG=1 with WATCHDOG_USEC.
 
-use std::net::UdpSocket;
+mod common;
+
+use common::process::{gateway_command, keyless_gateway_config, signal};
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 fn next(socket: &UnixDatagram) -> String {
@@ -18,55 +21,20 @@ fn next(socket: &UnixDatagram) -> String {
 #[test]
 fn ready_reloading_watchdog_and_stopping_are_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let ingest = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"state_dir = "{state}"
-instance_id = "gw-notify"
-[admin]
-listen = "127.0.0.1:0"
-[bmsc]
-endpoint = "http://127.0.0.1:1"
-key_domain_id = "09f107"
-[[streaming]]
-name = "tv"
-key_group = 1
-destination = "239.255.42.2"
-interface = "127.0.0.1"
-ttl = 0
-[[streaming.flow]]
-ingest = "{ingest}"
-port = 5004
-"#,
-            state = dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let config = keyless_gateway_config(dir.path(), "gw-notify", Ipv4Addr::new(239, 255, 42, 2));
     let socket_path = dir.path().join("notify");
     let manager = UnixDatagram::bind(&socket_path).unwrap();
     manager
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mbms-gateway"))
-        .args(["run", "--config"])
-        .arg(&config)
+    let mut child = gateway_command(&["run", "--config", config.to_str().unwrap()], "warn")
         .env("NOTIFY_SOCKET", &socket_path)
         // A 400 ms watchdog: a keep-alive every 200 ms.
         .env("WATCHDOG_USEC", "400000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let signal = |signal| {
-        // SAFETY: signalling our own child.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    };
+    let signal = |sig| signal(&child, sig);
 
     assert_eq!(
         next(&manager),

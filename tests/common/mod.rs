@@ -5,3 +5,4 @@
 pub mod gateway;
 pub mod http;
 pub mod libsrtp;
+pub mod process;
