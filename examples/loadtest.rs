@@ -720,20 +720,13 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bmsc_addr = listener.local_addr()?;
     let bmsc = Bmsc::from_config(&BmscConfig {
-        listen: bmsc_addr,
-        tls: None,
-        key_domain_id: KEY_DOMAIN,
-        key_groups,
-        keys: KeySource::Generate(GenerateConfig {
-            rotate_every_s: 3600,
-            lifetime_s: 7200,
-            announce_ahead_s: 60,
-            seq_l: 1,
-            seq_u: 0xFFFF,
-        }),
-        state_dir: None,
         heartbeat_interval_s: 5,
-        key_management: None,
+        ..BmscConfig::plaintext(
+            bmsc_addr,
+            KEY_DOMAIN,
+            key_groups,
+            KeySource::Generate(GenerateConfig::every(3600, 7200, 60)),
+        )
     })?
     .spawn(listener)?;
 

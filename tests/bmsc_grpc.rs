@@ -59,16 +59,7 @@ fn write_key_file(dir: &Path, msks: &[FileMsk]) -> PathBuf {
 }
 
 fn bmsc_config(keys: KeySource) -> BmscConfig {
-    BmscConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: None,
-        key_domain_id: DOMAIN,
-        key_groups: vec![1, 2],
-        keys,
-        state_dir: None,
-        heartbeat_interval_s: 1,
-        key_management: None,
-    }
+    BmscConfig::plaintext("127.0.0.1:0".parse().unwrap(), DOMAIN, vec![1, 2], keys)
 }
 
 async fn start_on(config: &BmscConfig, addr: SocketAddr) -> RunningBmsc {

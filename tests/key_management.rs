@@ -185,16 +185,12 @@ async fn lab(name: &str) -> Lab {
     let ue_port = free_udp_port();
     let tap = Tap::start(SocketAddr::from((Ipv4Addr::LOCALHOST, ue_port)));
     let (ue_file, keys) = write_files(&dir, tap.port);
-    let config = BmscConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: None,
-        key_domain_id: KEY_DOMAIN,
-        key_groups: vec![1, 2],
-        keys: mbms_gateway::runtime::bmsc::KeySource::File { path: keys },
-        state_dir: None,
-        heartbeat_interval_s: 1,
-        key_management: None,
-    };
+    let config = BmscConfig::plaintext(
+        "127.0.0.1:0".parse().unwrap(),
+        KEY_DOMAIN,
+        vec![1, 2],
+        mbms_gateway::runtime::bmsc::KeySource::File { path: keys },
+    );
     let bmsc = start_bmsc(&config).await;
     let km = start_key_management(&km_config(ue_file), bmsc.control.clone())
         .await

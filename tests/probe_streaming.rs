@@ -393,16 +393,12 @@ fn probes_with_a_key_file_and_with_a_bmsc_share_the_group() {
     let keys = write_key_file(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let bmsc = runtime.block_on(async {
-        let config = BmscConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            tls: None,
-            key_domain_id: DOMAIN,
-            key_groups: vec![1],
-            keys: KeySource::File { path: keys.clone() },
-            state_dir: None,
-            heartbeat_interval_s: 1,
-            key_management: None,
-        };
+        let config = BmscConfig::plaintext(
+            "127.0.0.1:0".parse().unwrap(),
+            DOMAIN,
+            vec![1],
+            KeySource::File { path: keys.clone() },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Bmsc::from_config(&config).unwrap().spawn(listener).unwrap()
     });

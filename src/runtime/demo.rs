@@ -98,20 +98,13 @@ async fn run_in(options: &DemoOptions, dir: &std::path::Path) -> Result<DemoSumm
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bmsc_addr = listener.local_addr()?;
     let bmsc = Bmsc::from_config(&BmscConfig {
-        listen: bmsc_addr,
-        tls: None,
-        key_domain_id: KEY_DOMAIN,
-        key_groups: vec![KEY_GROUP, DOWNLOAD_KEY_GROUP],
-        keys: KeySource::Generate(GenerateConfig {
-            rotate_every_s: 8,
-            lifetime_s: 16,
-            announce_ahead_s: 3,
-            seq_l: 1,
-            seq_u: 0xFFFF,
-        }),
         state_dir: Some(dir.join("bmsc")),
-        heartbeat_interval_s: 1,
-        key_management: None,
+        ..BmscConfig::plaintext(
+            bmsc_addr,
+            KEY_DOMAIN,
+            vec![KEY_GROUP, DOWNLOAD_KEY_GROUP],
+            KeySource::Generate(GenerateConfig::every(8, 16, 3)),
+        )
     })?
     .spawn(listener)?;
     println!("BM-SC        gRPC on {bmsc_addr}, Key Group {KEY_GROUP}, new MSK every 8 s");

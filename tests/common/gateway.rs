@@ -49,20 +49,13 @@ pub fn bmsc_config(
     lifetime_s: u32,
 ) -> BmscConfig {
     BmscConfig {
-        listen,
-        tls: None,
-        key_domain_id: KEY_DOMAIN,
-        key_groups: vec![KEY_GROUP],
-        keys: KeySource::Generate(GenerateConfig {
-            rotate_every_s,
-            lifetime_s,
-            announce_ahead_s: 1,
-            seq_l: 1,
-            seq_u: 0xFFFF,
-        }),
         state_dir: Some(state_dir.to_path_buf()),
-        heartbeat_interval_s: 1,
-        key_management: None,
+        ..BmscConfig::plaintext(
+            listen,
+            KEY_DOMAIN,
+            vec![KEY_GROUP],
+            KeySource::Generate(GenerateConfig::every(rotate_every_s, lifetime_s, 1)),
+        )
     }
 }
 

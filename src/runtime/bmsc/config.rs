@@ -132,7 +132,42 @@ fn default_seq_u() -> u16 {
     0xFFFF
 }
 
+impl GenerateConfig {
+    /// A new MSK every `rotate_every_s`, living `lifetime_s`, announced
+    /// `announce_ahead_s` ahead, with the full MTK ID window.
+    pub fn every(rotate_every_s: u32, lifetime_s: u32, announce_ahead_s: u32) -> Self {
+        Self {
+            rotate_every_s,
+            lifetime_s,
+            announce_ahead_s,
+            seq_l: default_seq_l(),
+            seq_u: default_seq_u(),
+        }
+    }
+}
+
 impl BmscConfig {
+    /// A plaintext BM-SC on `listen` serving the MSKs of `key_groups` from
+    /// `keys` to gateways only, heartbeats every second, no state directory:
+    /// the lab set-up of the demo, the load test and the tests.
+    pub fn plaintext(
+        listen: SocketAddr,
+        key_domain_id: KeyDomainId,
+        key_groups: Vec<u16>,
+        keys: KeySource,
+    ) -> Self {
+        Self {
+            listen,
+            tls: None,
+            key_domain_id,
+            key_groups,
+            keys,
+            state_dir: None,
+            heartbeat_interval_s: 1,
+            key_management: None,
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)?;
         config.validate()?;
