@@ -94,11 +94,13 @@ pub struct IngestPool {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-/// Where a session runs: enough to wake it and to remove it.
+/// Where a session runs: enough to wake it and to remove it. Dropping it
+/// removes the session too, without waiting for its last flush.
 pub struct IngestSlot {
     pool: IngestPool,
     worker: usize,
     id: u64,
+    removed: bool,
 }
 
 impl IngestSlot {
@@ -108,14 +110,28 @@ impl IngestSlot {
 
     /// Removes the session from its worker after a last flush; returns once
     /// its sockets are closed.
-    pub async fn remove(self) {
-        let worker = &self.pool.workers[self.worker];
-        let (done, removed) = tokio::sync::oneshot::channel();
-        if worker.control.send(Control::Remove(self.id, done)).is_ok() {
-            worker.waker.wake();
+    pub async fn remove(mut self) {
+        if let Some(removed) = self.request_removal() {
             let _ = removed.await;
         }
+    }
+
+    fn request_removal(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        if std::mem::replace(&mut self.removed, true) {
+            return None;
+        }
+        let worker = &self.pool.workers[self.worker];
         worker.sessions.fetch_sub(1, Ordering::Relaxed);
+        let (done, removed) = tokio::sync::oneshot::channel();
+        worker.control.send(Control::Remove(self.id, done)).ok()?;
+        worker.waker.wake();
+        Some(removed)
+    }
+}
+
+impl Drop for IngestSlot {
+    fn drop(&mut self) {
+        self.request_removal();
     }
 }
 
@@ -166,6 +182,7 @@ impl IngestPool {
             pool: self.clone(),
             worker,
             id: self.next_id.fetch_add(1, Ordering::Relaxed) as u64,
+            removed: false,
         }
     }
 
@@ -415,6 +432,15 @@ mod tests {
         removed.remove().await;
         assert_eq!(*logs[1].lock().unwrap(), ["flush"]);
         assert_eq!(Arc::strong_count(&logs[1]), 1, "the session was dropped");
+        // A dropped slot removes its session as well.
+        drop(slots.remove(1));
+        for _ in 0..500 {
+            if Arc::strong_count(&logs[2]) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(Arc::strong_count(&logs[2]), 1, "the dropped slot's session");
         // The others still run.
         logs[0].lock().unwrap().clear();
         sender.send_to(&[1; 5], addrs[0]).unwrap();
