@@ -86,7 +86,7 @@ struct Worker {
 }
 
 /// The ingest workers of a gateway; cheap to clone. The threads end when the
-/// last clone is dropped.
+/// last clone (and the last [`IngestSlot`]) is dropped.
 #[derive(Clone)]
 pub struct IngestPool {
     workers: Arc<[Worker]>,
@@ -209,15 +209,12 @@ impl IngestPool {
     }
 }
 
-impl Drop for IngestPool {
+impl Drop for Worker {
+    /// Runs once, when the last handle of the pool (and every slot) is gone:
+    /// the worker thread ends.
     fn drop(&mut self) {
-        // The last handle (every session was removed): the workers end.
-        if Arc::strong_count(&self.workers) == 1 {
-            for w in self.workers.iter() {
-                let _ = w.control.send(Control::Stop);
-                w.waker.wake();
-            }
-        }
+        let _ = self.control.send(Control::Stop);
+        self.waker.wake();
     }
 }
 
@@ -449,5 +446,15 @@ mod tests {
         for slot in slots {
             slot.remove().await;
         }
+        // The last handle gone, the workers end.
+        let threads = pool.threads.clone();
+        drop(pool);
+        for _ in 0..500 {
+            if threads.lock().unwrap().iter().all(|t| t.is_finished()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the workers still run after the pool was dropped");
     }
 }
