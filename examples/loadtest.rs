@@ -25,7 +25,8 @@ use clap::Parser;
 use mbms_gateway::protocol::keys::KeyDomainId;
 use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, MskClientConfig};
 use mbms_gateway::runtime::probe::{
-    DownloadProbeConfig, DownloadProbeHandle, ObjectStatus, ProbeKeySource, start_download_probe,
+    DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectStatus, ProbeKeySource,
+    start_download_probe,
 };
 use md5::Digest;
 use socket2::{Domain, Socket, Type};
@@ -315,6 +316,23 @@ struct DownloadSessionLoad {
     written: Vec<(String, u64, String)>,
 }
 
+/// For each written object (Content-Location, rename time in ms, MD5) that
+/// the probe verified complete with that MD5: rename → verified, in µs.
+fn delivery_latencies_us(report: &DownloadReport, written: &[(String, u64, String)]) -> Vec<u32> {
+    written
+        .iter()
+        .filter_map(|(name, written_ms, md5)| {
+            let outcome = report.objects.get(name)?;
+            (outcome.status == ObjectStatus::Complete && outcome.md5.as_ref() == Some(md5)).then(
+                || {
+                    let done = outcome.completed_unix_ms.unwrap_or(*written_ms);
+                    (done.saturating_sub(*written_ms) * 1000) as u32
+                },
+            )
+        })
+        .collect()
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -479,47 +497,25 @@ mtk = {{ period = "10s", lead = "2s", resend = "1s" }}
         // An object takes its size over the session's rate to go out.
         let airtime = self.object_len as f64 * 8.0 / (self.mbit * 1e6);
         let by = Instant::now() + Duration::from_secs_f64(5.0 + 3.0 * airtime);
-        let delivered = |probe: &DownloadProbeHandle, written: &[(String, u64, String)]| {
-            let report = probe.snapshot();
-            written
-                .iter()
-                .filter(|(name, _, md5)| {
-                    report.objects.get(name).is_some_and(|o| {
-                        o.status == ObjectStatus::Complete && o.md5.as_deref() == Some(md5)
-                    })
-                })
-                .count()
-        };
         let total: usize = self.sessions.iter().map(|s| s.written.len()).sum();
-        while Instant::now() < by
-            && self
-                .probes
+        let verified = |probes: &[DownloadProbeHandle]| -> usize {
+            probes
                 .iter()
                 .zip(&self.sessions)
-                .map(|(p, s)| delivered(p, &s.written))
-                .sum::<usize>()
-                < total
-        {
+                .map(|(p, s)| delivery_latencies_us(&p.snapshot(), &s.written).len())
+                .sum()
+        };
+        while Instant::now() < by && verified(&self.probes) < total {
             std::thread::sleep(Duration::from_millis(100));
         }
-        let mut received = 0;
         let mut latencies_us = Vec::new();
         for (probe, session) in std::mem::take(&mut self.probes)
             .into_iter()
             .zip(&self.sessions)
         {
-            let report = probe.stop();
-            for (name, written_ms, md5) in &session.written {
-                let Some(outcome) = report.objects.get(name) else {
-                    continue;
-                };
-                if outcome.status == ObjectStatus::Complete && outcome.md5.as_ref() == Some(md5) {
-                    received += 1;
-                    let done = outcome.completed_unix_ms.unwrap_or(*written_ms);
-                    latencies_us.push((done.saturating_sub(*written_ms) * 1000) as u32);
-                }
-            }
+            latencies_us.extend(delivery_latencies_us(&probe.stop(), &session.written));
         }
+        let received = latencies_us.len() as u64;
         latencies_us.sort_unstable();
         LoadReport {
             load: format!(
