@@ -489,14 +489,9 @@ impl Gateway {
         Ok(report)
     }
 
-    /// True while every egress thread and ingest worker runs.
-    pub fn egress_alive(&self) -> bool {
-        self.egress.values().all(Egress::is_alive) && self.streaming_ingest.alive()
-    }
-
-    /// A check of every egress thread and ingest worker that does not keep
-    /// them running.
-    pub fn egress_liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+    /// A check that every egress thread and ingest worker runs, which does
+    /// not keep them running.
+    pub fn data_path_liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let checks: Vec<_> = self.egress.values().map(Egress::liveness).collect();
         let ingest = self.streaming_ingest.liveness();
         move || checks.iter().all(|alive| alive()) && ingest()

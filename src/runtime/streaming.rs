@@ -266,8 +266,9 @@ impl SessionIngest {
         }
     }
 
-    /// Applies pending key changes; false when the key task is gone.
-    fn apply_key_commands(&mut self) -> bool {
+    /// Applies pending key changes (none once the key task is gone: the
+    /// session is being stopped).
+    fn apply_key_commands(&mut self) {
         loop {
             let result = match self.ctl.try_recv() {
                 Ok(KeyCommand::Install(mki, mtk)) => {
@@ -285,8 +286,7 @@ impl SessionIngest {
                     self.srtp = SrtpSender::new(*self.srtp.config()).expect("config was valid");
                     Ok(())
                 }
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             if let Err(e) = result {
                 tracing::error!(error = %e, "key change refused by the SRTP context");
@@ -294,6 +294,7 @@ impl SessionIngest {
         }
     }
 
+    /// Reads and forwards up to a burst of `flow`'s datagrams.
     fn drain(&mut self, flow: usize, buf: &mut [u8]) {
         for _ in 0..BURST {
             let n = match self.flows[flow].socket.recv(buf) {
@@ -390,7 +391,6 @@ impl IngestSession for SessionIngest {
     }
 
     fn wake(&mut self) {
-        // A gone key task means the session is being stopped.
         self.apply_key_commands();
     }
 

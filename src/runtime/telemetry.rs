@@ -224,7 +224,7 @@ impl GatewayTelemetry {
                 watched.push(session);
             }
         }
-        let alive = gateway.egress_liveness();
+        let alive = gateway.data_path_liveness();
         self.readiness.probe("egress threads", move || {
             if alive() {
                 Ok(())
