@@ -10,15 +10,15 @@
 use super::admin::Readiness;
 use super::bmsc::ConnectionState;
 use super::bmsc::MskSet;
-use super::download::DownloadStats;
 use super::download::sender::SenderStats;
+use super::download::{DownloadHandle, DownloadStats};
 use super::egress::EgressStats;
 use super::gateway::Gateway;
 use super::metrics::{
     BmscMetrics, EgressMetrics, GatewayMetrics, InputMetrics, Metrics, ScrapeHook, SessionKind,
     SessionMetrics,
 };
-use super::streaming::{SessionState, SessionStats};
+use super::streaming::{SessionState, SessionStats, StreamingHandle};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -169,59 +169,25 @@ impl GatewayTelemetry {
     /// new (a restarted session is a new handle with new counters).
     pub fn sync(&self, gateway: &Gateway) {
         let mut watched = lock(&self.sessions);
-        let running: Vec<(&str, &Arc<EgressStats>)> = gateway
+        let running: Vec<&dyn Watchable> = gateway
             .streaming
             .iter()
-            .map(|h| (h.name.as_str(), &h.egress_stats))
-            .chain(
-                gateway
-                    .download
-                    .iter()
-                    .map(|h| (h.name.as_str(), &h.egress_stats)),
-            )
+            .map(|h| h as &dyn Watchable)
+            .chain(gateway.download.iter().map(|h| h as &dyn Watchable))
             .collect();
         let current = |w: &WatchedSession| {
             running
                 .iter()
-                .any(|(name, stats)| *name == w.name && Arc::ptr_eq(stats, &w.egress_stats))
+                .any(|h| h.name() == w.name && Arc::ptr_eq(h.egress_stats(), &w.egress_stats))
         };
         for gone in watched.iter().filter(|w| !current(w)) {
             self.readiness.remove(&readiness_name(&gone.name));
         }
         watched.retain(current);
-        let is_new = |stats: &Arc<EgressStats>, watched: &[WatchedSession]| {
-            !watched.iter().any(|w| Arc::ptr_eq(&w.egress_stats, stats))
-        };
-        for handle in &gateway.streaming {
-            if is_new(&handle.egress_stats, &watched) {
-                let kind = WatchedKind::Streaming {
-                    inputs: input_metrics(gateway, &handle.name),
-                    stats: handle.stats.clone(),
-                };
-                let session = self.watch(
-                    gateway,
-                    &handle.name,
-                    &handle.egress_stats,
-                    &handle.state,
-                    kind,
-                );
-                watched.push(session);
-            }
-        }
-        for handle in &gateway.download {
-            if is_new(&handle.egress_stats, &watched) {
-                let kind = WatchedKind::Download {
-                    stats: handle.stats.clone(),
-                    sender: handle.sender_stats.clone(),
-                };
-                let session = self.watch(
-                    gateway,
-                    &handle.name,
-                    &handle.egress_stats,
-                    &handle.state,
-                    kind,
-                );
-                watched.push(session);
+        for handle in running {
+            let stats = handle.egress_stats();
+            if !watched.iter().any(|w| Arc::ptr_eq(&w.egress_stats, stats)) {
+                watched.push(self.watch(gateway, handle));
             }
         }
         let alive = gateway.data_path_liveness();
@@ -239,15 +205,9 @@ impl GatewayTelemetry {
     }
 
     /// Starts watching one session: its readiness check and its metrics.
-    fn watch(
-        &self,
-        gateway: &Gateway,
-        name: &str,
-        egress_stats: &Arc<EgressStats>,
-        state: &watch::Receiver<SessionState>,
-        kind: WatchedKind,
-    ) -> WatchedSession {
-        let check = state.clone();
+    fn watch(&self, gateway: &Gateway, handle: &dyn Watchable) -> WatchedSession {
+        let name = handle.name();
+        let check = handle.state().clone();
         self.readiness.probe(readiness_name(name), move || {
             state_readiness(&check.borrow())
         });
@@ -255,10 +215,54 @@ impl GatewayTelemetry {
             name: name.to_owned(),
             session: SessionMetrics::new(name),
             egress: EgressMetrics::new(name),
-            egress_stats: egress_stats.clone(),
-            kind,
-            state: state.clone(),
+            egress_stats: handle.egress_stats().clone(),
+            kind: handle.kind(gateway),
+            state: handle.state().clone(),
             msks: gateway.client.msks(),
+        }
+    }
+}
+
+/// What telemetry reads of a running session of either kind.
+trait Watchable {
+    fn name(&self) -> &str;
+    fn egress_stats(&self) -> &Arc<EgressStats>;
+    fn state(&self) -> &watch::Receiver<SessionState>;
+    fn kind(&self, gateway: &Gateway) -> WatchedKind;
+}
+
+impl Watchable for StreamingHandle {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn egress_stats(&self) -> &Arc<EgressStats> {
+        &self.egress_stats
+    }
+    fn state(&self) -> &watch::Receiver<SessionState> {
+        &self.state
+    }
+    fn kind(&self, gateway: &Gateway) -> WatchedKind {
+        WatchedKind::Streaming {
+            inputs: input_metrics(gateway, &self.name),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl Watchable for DownloadHandle {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn egress_stats(&self) -> &Arc<EgressStats> {
+        &self.egress_stats
+    }
+    fn state(&self) -> &watch::Receiver<SessionState> {
+        &self.state
+    }
+    fn kind(&self, _gateway: &Gateway) -> WatchedKind {
+        WatchedKind::Download {
+            stats: self.stats.clone(),
+            sender: self.sender_stats.clone(),
         }
     }
 }
