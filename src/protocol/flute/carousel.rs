@@ -275,6 +275,13 @@ impl Carousel {
             .map(|e| &e.object)
     }
 
+    /// A MIKEY object with this Content-Location is in the carousel. False
+    /// from the poll that retires it on, even before its `Forget` is handed
+    /// out: an object protected by its key must then bring it back.
+    pub fn has_key_object(&self, key_uri: &str) -> bool {
+        self.key_object(key_uri).is_some()
+    }
+
     /// The ID the next FDT send carries if nothing changes before it.
     pub fn fdt_instance_id(&self) -> u32 {
         self.fdt_id

@@ -170,8 +170,6 @@ pub struct FluteSender {
     carousel: Carousel,
     template: FdtTemplate,
     entries: HashMap<u128, Entry>,
-    /// MIKEY objects in the carousel, by Content-Location.
-    key_objects: HashMap<String, u128>,
     /// Objects protected before this revocation epoch are not sent.
     epoch: u64,
     /// The object being sent, if a transmission is under way.
@@ -209,7 +207,6 @@ impl FluteSender {
             carousel,
             template,
             entries: HashMap::new(),
-            key_objects: HashMap::new(),
             epoch: 0,
             current: None,
             fdt: None,
@@ -225,31 +222,7 @@ impl FluteSender {
     /// Runs until stopped (or every command sender is gone and the carousel
     /// is empty), then closes the session on the wire.
     pub fn run(mut self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            self.apply_commands();
-            if self.commands_closed && self.carousel.is_empty() && self.current.is_none() {
-                break;
-            }
-            let now = Instant::now();
-            if let Some(toi) = self.current {
-                if let Some(CarouselAction::SendFdt { instance_id, fdt }) =
-                    self.carousel.poll_fdt(now, ntp_now())
-                {
-                    let fdt = fdt.clone();
-                    self.send_fdt(instance_id, &fdt);
-                }
-                self.send_burst(toi);
-                continue;
-            }
-            let action = self.carousel.poll(now, ntp_now()).map(owned);
-            match action {
-                Some(OwnedAction::SendFdt(id, fdt)) => self.send_fdt(id, &fdt),
-                Some(OwnedAction::SendObject(toi)) => self.start_transmission(toi),
-                Some(OwnedAction::Forget(toi)) => self.forget(toi),
-                Some(OwnedAction::Close) => self.send_close(),
-                None => self.wait_for_command(),
-            }
-        }
+        while self.step() {}
         self.carousel.close();
         while let Some(action) = self.carousel.poll(Instant::now(), ntp_now()).map(owned) {
             match action {
@@ -262,6 +235,39 @@ impl FluteSender {
             remove_spool(&entry.content);
         }
         self.batcher.flush();
+    }
+
+    /// Takes the commands that arrived, then does one thing: a burst of the
+    /// object on air, or the carousel's next action, or an idle wait. False
+    /// once the sender is to close.
+    fn step(&mut self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.apply_commands();
+        if self.commands_closed && self.carousel.is_empty() && self.current.is_none() {
+            return false;
+        }
+        let now = Instant::now();
+        if let Some(toi) = self.current {
+            if let Some(CarouselAction::SendFdt { instance_id, fdt }) =
+                self.carousel.poll_fdt(now, ntp_now())
+            {
+                let fdt = fdt.clone();
+                self.send_fdt(instance_id, &fdt);
+            }
+            self.send_burst(toi);
+            return true;
+        }
+        let action = self.carousel.poll(now, ntp_now()).map(owned);
+        match action {
+            Some(OwnedAction::SendFdt(id, fdt)) => self.send_fdt(id, &fdt),
+            Some(OwnedAction::SendObject(toi)) => self.start_transmission(toi),
+            Some(OwnedAction::Forget(toi)) => self.forget(toi),
+            Some(OwnedAction::Close) => self.send_close(),
+            None => self.wait_for_command(),
+        }
+        true
     }
 
     fn apply_commands(&mut self) {
@@ -348,7 +354,6 @@ impl FluteSender {
                     }
                     let _ = self.carousel.remove(toi);
                 }
-                self.key_objects.clear();
                 self.current = None;
                 self.stats
                     .objects_revoked
@@ -400,9 +405,11 @@ impl FluteSender {
 
     /// Puts the MIKEY object named `key_uri` into the carousel unless it is
     /// there; returns its TOI when it was added now. The carousel sends it
-    /// before the first transmission of any object it protects.
+    /// before the first transmission of any object it protects. The carousel
+    /// alone says whether it is there: it retires a key object with the last
+    /// object it protects, a poll before it hands out the `Forget`.
     fn key_object(&mut self, key_uri: &str, message: &[u8]) -> Option<u128> {
-        if self.key_objects.contains_key(key_uri) {
+        if self.carousel.has_key_object(key_uri) {
             return None;
         }
         let message = message.to_vec();
@@ -418,7 +425,6 @@ impl FluteSender {
             lifetime: ObjectLifetime::UntilRemoved,
         };
         let toi = self.add(object, Content::Memory(message), FecScheme::CompactNoCode)?;
-        self.key_objects.insert(key_uri.to_owned(), toi);
         self.stats
             .mikey_objects_added
             .fetch_add(1, Ordering::Relaxed);
@@ -596,7 +602,6 @@ impl FluteSender {
     }
 
     fn forget(&mut self, toi: u128) {
-        self.key_objects.retain(|_, t| *t != toi);
         if let Some(entry) = self.entries.remove(&toi) {
             remove_spool(&entry.content);
             if matches!(entry.content, Content::Spool { .. }) {
@@ -663,5 +668,109 @@ fn owned(action: CarouselAction<'_>) -> OwnedAction {
         CarouselAction::SendObject { toi } => OwnedAction::SendObject(toi),
         CarouselAction::Forget { toi } => OwnedAction::Forget(toi),
         CarouselAction::CloseSession => OwnedAction::Close,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::flute::carousel::CarouselConfig;
+    use crate::protocol::keys::{Mki, MskId, MtkId};
+    use crate::runtime::download::config::DEFAULT_FDT_TEMPLATE;
+    use std::net::UdpSocket;
+    use std::path::Path;
+    use std::sync::mpsc::{SyncSender, sync_channel};
+
+    const KEY_URI: &str = "mbms-keys/1.mikey";
+
+    fn protected(dir: &Path, location: &str) -> ProtectedObject {
+        let dcf = vec![9u8; 3000];
+        let spool_path = dir.join(location);
+        std::fs::write(&spool_path, &dcf).unwrap();
+        ProtectedObject {
+            content_location: location.into(),
+            spool_path,
+            transfer_length: dcf.len() as u64,
+            content_md5: md5_of(&dcf),
+            key_uri: KEY_URI.into(),
+            key_message: Arc::from(&b"mikey"[..]),
+            epoch: 0,
+            mki: Mki {
+                msk_id: MskId(1),
+                mtk_id: MtkId(1),
+            },
+            plaintext_len: 2900,
+        }
+    }
+
+    fn sender(receiver: SocketAddr) -> (FluteSender, SyncSender<SenderCommand>, Arc<SenderStats>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (egress, _thread) = Egress::spawn("sender-test", socket, 64).unwrap();
+        let (commands, command_rx) = sync_channel(8);
+        let stats = Arc::new(SenderStats::default());
+        let config = SenderConfig {
+            name: "test".into(),
+            tsi: 1,
+            destination: receiver,
+            max_packet: 1400,
+            fec: FecScheme::CompactNoCode,
+            symbol_length: None,
+            max_source_block_length: 64,
+            lifetime: ObjectLifetimeSetting::Repetitions(NonZeroU32::MIN),
+            bitrate: 50_000_000,
+            fdt_copies: 1,
+        };
+        let sender = FluteSender::new(
+            config,
+            Carousel::new(CarouselConfig::default(), Instant::now()).unwrap(),
+            FdtTemplate::parse("default", DEFAULT_FDT_TEMPLATE).unwrap(),
+            egress,
+            command_rx,
+            stats.clone(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        (sender, commands, stats)
+    }
+
+    /// An object protected under an MTK whose MIKEY object the carousel has
+    /// just retired (its `Forget` not yet handed out) brings that MIKEY
+    /// object back rather than being refused for naming a missing key.
+    #[test]
+    fn an_object_arriving_as_its_key_object_retires_brings_the_key_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (mut sender, commands, stats) = sender(receiver.local_addr().unwrap());
+        commands
+            .send(SenderCommand::AddObject(protected(dir.path(), "a")))
+            .unwrap();
+        assert!(sender.step());
+        assert_eq!(sender.carousel.len(), 2, "object and its MIKEY object");
+        let mut steps = 0;
+        while !sender.carousel.is_empty() {
+            assert!(sender.step());
+            steps += 1;
+            assert!(steps < 1000, "object a never left the carousel");
+        }
+        // The window: the carousel let go of the MIKEY object, but the
+        // sender has not been told yet.
+        assert_eq!(
+            sender.entries.len(),
+            1,
+            "the MIKEY object awaits its Forget"
+        );
+
+        commands
+            .send(SenderCommand::AddObject(protected(dir.path(), "b")))
+            .unwrap();
+        while stats.objects_completed.load(Ordering::Relaxed) < 2 {
+            assert_eq!(stats.send_failures.load(Ordering::Relaxed), 0, "b refused");
+            assert!(sender.step());
+            steps += 1;
+            assert!(steps < 2000, "object b was never sent: {stats:?}");
+        }
+        assert_eq!(stats.objects_added.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.mikey_objects_added.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.object_transmissions.load(Ordering::Relaxed), 4);
     }
 }
