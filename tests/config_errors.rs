@@ -1,7 +1,7 @@
 //! Every class of configuration error names the field and the line it is on,
 //! as `mbms-gateway check-config` prints it: unknown keys, bad addresses,
 //! zero where a positive value is needed, duplicate destinations, a missing
-//! Key Group.
+//! Key Group, and settings the gateway refuses to start with.
 
 use mbms_gateway::runtime::config::GatewayConfig;
 use std::process::Command;
@@ -155,6 +155,46 @@ fn key_group_missing_or_shared() {
     assert!(e.contains("`tv`"), "{e}");
     let text = edit("key_group = 2", "key_group = 70000");
     assert_names(&text, "key_group", "key_group = 70000");
+}
+
+#[test]
+fn an_admin_endpoint_off_loopback_without_a_token() {
+    let text = format!("{GOOD}[admin]\nlisten = \"0.0.0.0:9464\"\n");
+    let e = assert_names(&text, "admin.listen", "listen = \"0.0.0.0:9464\"");
+    assert!(e.contains("token"), "{e}");
+    let text = format!("{GOOD}[admin]\nlisten = \"0.0.0.0:9464\"\ntoken = \"short\"\n");
+    assert_names(&text, "admin.token", "token = \"short\"");
+}
+
+#[test]
+fn two_flows_of_a_session_under_one_name() {
+    let text = edit(
+        "[[streaming.flow]]\ningest = \"127.0.0.1:5006\"",
+        "[[streaming.flow]]\nname = \"video\"\ningest = \"127.0.0.1:5006\"",
+    );
+    let text = format!(
+        "{text}[[streaming.flow]]\nname = \"video\"\ningest = \"127.0.0.1:5008\"\nport = 5008\n"
+    );
+    let e = assert_names_at(
+        &text,
+        "streaming[1].flow[1].name",
+        line(&text, "name = \"video\"\ningest = \"127.0.0.1:5008\""),
+    );
+    assert!(e.contains("`video`"), "{e}");
+}
+
+#[test]
+fn bmsc_fields_the_gateway_derives_are_not_written() {
+    let text = edit(
+        "key_domain_id = \"64f000\"\n",
+        "key_domain_id = \"64f000\"\nkey_groups = [1]\n",
+    );
+    assert_names(&text, "bmsc.key_groups", "key_groups = [1]");
+    let text = edit(
+        "key_domain_id = \"64f000\"\n",
+        "key_domain_id = \"64f000\"\nclient_id = \"gw\"\n",
+    );
+    assert_names(&text, "bmsc.client_id", "client_id = \"gw\"");
 }
 
 #[test]

@@ -194,6 +194,20 @@ impl GatewayConfig {
     /// the document for validation errors, see [`config_lines`]).
     pub fn parse(text: &str) -> Result<Self> {
         let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Both are derived below; a value written in the file would be
+        // silently replaced, so it is refused instead.
+        if !config.bmsc.key_groups.is_empty() {
+            bail!(config_lines::with_line(
+                text,
+                "bmsc.key_groups: not set here; it is the set of the sessions' key_group"
+            ));
+        }
+        if !config.bmsc.client_id.is_empty() {
+            bail!(config_lines::with_line(
+                text,
+                "bmsc.client_id: not set here; the gateway sends instance_id"
+            ));
+        }
         config.bmsc.client_id = config.instance_id.clone();
         config.bmsc.key_groups = config
             .streaming
@@ -242,7 +256,15 @@ impl GatewayConfig {
                 "{at}.destination: {}:{MIKEY_UDP_PORT} (MIKEY) is used by another session",
                 s.destination
             );
+            let mut labels = HashSet::new();
             for (j, f) in s.flows.iter().enumerate() {
+                // The label names the flow's metrics and carries its counters
+                // across a restart: two flows must not share one.
+                let label = f.label(j);
+                ensure!(
+                    labels.insert(label.clone()),
+                    "{at}.flow[{j}].name: `{label}` names another flow of the session"
+                );
                 ensure!(f.port != 0, "{at}.flow[{j}].port: must not be 0");
                 ensure!(
                     f.port != MIKEY_UDP_PORT,
@@ -292,6 +314,7 @@ impl GatewayConfig {
                 d.port
             );
         }
+        self.admin.validate()?;
         if let Some(push) = &self.push {
             push.load_token()
                 .map_err(|e| anyhow::anyhow!("push: {e}"))?;
