@@ -377,6 +377,104 @@ async fn a_changed_session_restarts_and_keeps_its_counters() {
     bmsc.stop().await.unwrap();
 }
 
+/// In process: a session a reload cannot start (its ingest port is taken)
+/// keeps the gateway not ready, naming it and the reason, and the next reload
+/// of the same file starts it once the port is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_failed_to_start_is_not_ready_and_retried() {
+    use mbms_gateway::runtime::admin::readiness::Readiness;
+    use mbms_gateway::runtime::config::GatewayConfig;
+    use mbms_gateway::runtime::gateway::Gateway;
+    use mbms_gateway::runtime::metrics;
+    use mbms_gateway::runtime::telemetry::watch_gateway;
+    const RADIO_KEY_GROUP: u16 = 12;
+
+    let dir = temp_dir("gateway-reload-failed");
+    let mut bmsc_conf = bmsc_config(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir.join("bmsc"),
+        3600,
+        7200,
+    );
+    bmsc_conf.key_groups = vec![KEY_GROUP, RADIO_KEY_GROUP];
+    let bmsc = start_bmsc(&bmsc_conf).await;
+    let setup = GatewaySetup {
+        state_dir: dir.join("gw"),
+        bmsc: bmsc.local_addr,
+        group: Ipv4Addr::new(239, 255, 41, 12),
+        ingest_port: free_udp_port(),
+        egress_port: 5004,
+        period: "2s",
+        lead: "200ms",
+        resend: "100ms",
+    };
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let radio_port = taken.local_addr().unwrap().port();
+    let with_radio = format!(
+        r#"{}[[streaming]]
+name = "radio"
+key_group = {RADIO_KEY_GROUP}
+destination = "239.255.41.13"
+interface = "127.0.0.1"
+ttl = 0
+[[streaming.flow]]
+ingest = "127.0.0.1:{radio_port}"
+port = 5004
+"#,
+        setup.toml()
+    );
+    let mut gateway = Gateway::start(&GatewayConfig::parse(&setup.toml()).unwrap()).unwrap();
+    let metrics = metrics::install().unwrap();
+    let readiness = Readiness::new();
+    let telemetry = watch_gateway(&gateway, &metrics, &readiness);
+    let radio_check =
+        |readiness: &Readiness| readiness.report().failing.get("session radio").cloned();
+
+    let report = gateway
+        .reload(GatewayConfig::parse(&with_radio).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].0, "radio");
+    assert_eq!(gateway.streaming.len(), 1, "tv runs on");
+    telemetry.sync(&gateway);
+    let reason = radio_check(&readiness).expect("radio is reported not ready");
+    assert!(
+        reason.starts_with("failed to start") && reason.contains(&radio_port.to_string()),
+        "{reason}"
+    );
+
+    // The same file again, once the port is free: radio starts.
+    drop(taken);
+    let report = gateway
+        .reload(GatewayConfig::parse(&with_radio).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.started, ["radio"], "{report:?}");
+    assert!(report.failed.is_empty() && gateway.failed_sessions().is_empty());
+    assert_eq!(gateway.streaming.len(), 2);
+    telemetry.sync(&gateway);
+    assert!(
+        radio_check(&readiness).is_none_or(|r| !r.starts_with("failed to start")),
+        "the failure is no longer reported"
+    );
+
+    // A file without radio: its check goes with it.
+    let report = gateway
+        .reload(GatewayConfig::parse(&setup.toml()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.stopped, ["radio"]);
+    telemetry.sync(&gateway);
+    let report = readiness.report();
+    assert!(
+        !report.failing.contains_key("session radio")
+            && !report.passing.iter().any(|c| c == "session radio")
+    );
+    gateway.stop().await;
+    bmsc.stop().await.unwrap();
+}
+
 /// In process: download sessions follow a reload with what feeds them. An
 /// added session starts with its watch folder and its push route; a changed
 /// one restarts with its counters and keeps being fed from both; a removed one

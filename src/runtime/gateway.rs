@@ -17,7 +17,7 @@ use super::reload::{
 use super::streaming::{self, SessionContext, SessionStats, StreamingHandle};
 use super::udp::{EgressOptions, egress_socket};
 use anyhow::{Context, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -272,6 +272,10 @@ pub struct Gateway {
     /// The workers running the streaming sessions' ingest.
     streaming_ingest: IngestPool,
     ingest: Option<Ingest>,
+    /// Sessions the last reload could not start, with the reason. They are
+    /// left out of the running configuration, so the next reload of the
+    /// same file starts them again.
+    failed: BTreeMap<String, String>,
 }
 
 /// The push endpoint feeding the download sessions, once ingest started.
@@ -300,6 +304,7 @@ impl Gateway {
             egress_threads: Vec::new(),
             streaming_ingest: IngestPool::per_core().context("ingest workers")?,
             ingest: None,
+            failed: BTreeMap::new(),
         };
         for session in &config.streaming {
             let handle = gateway.start_streaming(session)?;
@@ -368,7 +373,8 @@ impl Gateway {
         }
     }
 
-    /// The configuration running now (the last one applied).
+    /// The configuration running now: the last one applied, without the
+    /// sessions it could not start ([`Self::failed_sessions`]).
     pub fn config(&self) -> &GatewayConfig {
         &self.config
     }
@@ -485,8 +491,18 @@ impl Gateway {
             .chain(new.download.iter().map(EgressKey::of_download))
             .collect();
         self.egress.retain(|key, _| in_use.contains(key));
+        self.failed = report.failed.iter().cloned().collect();
+        let mut new = new;
+        new.streaming.retain(|s| !self.failed.contains_key(&s.name));
+        new.download.retain(|d| !self.failed.contains_key(&d.name));
         self.config = new;
         Ok(report)
+    }
+
+    /// Sessions configured but not running: the last reload could not start
+    /// them (name → reason). The next reload tries them again.
+    pub fn failed_sessions(&self) -> &BTreeMap<String, String> {
+        &self.failed
     }
 
     /// A check that every egress thread and ingest worker runs, which does

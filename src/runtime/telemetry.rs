@@ -92,6 +92,8 @@ pub struct GatewayTelemetry {
     readiness: Readiness,
     gateway_metrics: GatewayMetrics,
     sessions: Arc<Mutex<Vec<WatchedSession>>>,
+    /// Sessions marked not ready because a reload could not start them.
+    failed: Mutex<Vec<String>>,
     _hook: ScrapeHook,
 }
 
@@ -140,6 +142,7 @@ pub fn watch_gateway(
         readiness: readiness.clone(),
         gateway_metrics: GatewayMetrics::new(),
         sessions,
+        failed: Mutex::default(),
         _hook: hook,
     };
     telemetry.sync(gateway);
@@ -189,6 +192,21 @@ impl GatewayTelemetry {
             if !watched.iter().any(|w| Arc::ptr_eq(&w.egress_stats, stats)) {
                 watched.push(self.watch(gateway, handle));
             }
+        }
+        // A configured session that is not running keeps the gateway not
+        // ready until a reload starts it or drops it from the file.
+        let mut failed = lock(&self.failed);
+        for name in failed.drain(..) {
+            if !watched.iter().any(|w| w.name == name) {
+                self.readiness.remove(&readiness_name(&name));
+            }
+        }
+        for (name, reason) in gateway.failed_sessions() {
+            self.readiness.set(
+                readiness_name(name),
+                Err(format!("failed to start: {reason}")),
+            );
+            failed.push(name.clone());
         }
         let alive = gateway.data_path_liveness();
         self.readiness.probe("egress threads", move || {
