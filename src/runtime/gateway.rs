@@ -167,6 +167,7 @@ impl DownloadCarry {
             (&new.object_transmissions, &old.object_transmissions),
             (&new.fdt_instances_sent, &old.fdt_instances_sent),
             (&new.mikey_objects_added, &old.mikey_objects_added),
+            (&new.mikey_transmissions, &old.mikey_transmissions),
             (&new.alc_packets, &old.alc_packets),
             (&new.alc_bytes, &old.alc_bytes),
             (&new.send_failures, &old.send_failures),

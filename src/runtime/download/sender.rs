@@ -47,7 +47,11 @@ pub struct SenderStats {
     pub objects_completed: AtomicU64,
     /// Objects withdrawn because their MSK was no longer valid.
     pub objects_revoked: AtomicU64,
+    /// Transmissions of file objects sent to their last packet.
     pub object_transmissions: AtomicU64,
+    /// Transmissions of MIKEY objects sent to their last packet: MIKEY
+    /// messages on the FLUTE session.
+    pub mikey_transmissions: AtomicU64,
     pub fdt_instances_sent: AtomicU64,
     pub mikey_objects_added: AtomicU64,
     pub alc_packets: AtomicU64,
@@ -162,6 +166,8 @@ impl Content {
 struct Entry {
     content: Content,
     packets: FecObjectSender,
+    /// A MIKEY MTK message rather than a file.
+    mikey: bool,
 }
 
 /// The sender of one session.
@@ -176,7 +182,7 @@ pub struct FluteSender {
     current: Option<u128>,
     /// The last rendered FDT, by instance ID.
     fdt: Option<(u32, Vec<u8>)>,
-    pacer: Pacer,
+    pacing: Pacing,
     read_ahead: ReadAhead,
     latency: LatencyMetrics,
     batcher: Batcher,
@@ -210,7 +216,7 @@ impl FluteSender {
             epoch: 0,
             current: None,
             fdt: None,
-            pacer,
+            pacing: Pacing::new(pacer),
             batcher: Batcher::new(egress),
             stats,
             commands,
@@ -284,6 +290,7 @@ impl FluteSender {
     }
 
     fn wait_for_command(&mut self) {
+        self.pacing.idle();
         self.batcher.flush();
         if self.commands_closed {
             std::thread::sleep(IDLE_WAIT);
@@ -399,7 +406,15 @@ impl FluteSender {
                 return fail(self, e.to_string());
             }
         };
-        self.entries.insert(toi, Entry { content, packets });
+        let mikey = object.is_mikey;
+        self.entries.insert(
+            toi,
+            Entry {
+                content,
+                packets,
+                mikey,
+            },
+        );
         Some(toi)
     }
 
@@ -454,9 +469,6 @@ impl FluteSender {
         if let Some(entry) = self.entries.get_mut(&toi) {
             entry.packets.rewind();
             self.current = Some(toi);
-            self.stats
-                .object_transmissions
-                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -494,13 +506,7 @@ impl FluteSender {
                     return;
                 }
             };
-            if !pace(
-                &mut self.pacer,
-                &self.stop,
-                &self.latency,
-                &mut self.batcher,
-                n,
-            ) {
+            if !self.pacing.wait(&self.stop, &mut self.batcher, n) {
                 return;
             }
             self.batcher
@@ -509,8 +515,15 @@ impl FluteSender {
             self.stats.alc_bytes.fetch_add(n as u64, Ordering::Relaxed);
             sent += 1;
         }
+        self.pacing.record(&self.latency);
         if entry.packets.is_complete() {
             self.current = None;
+            let transmissions = if entry.mikey {
+                &self.stats.mikey_transmissions
+            } else {
+                &self.stats.object_transmissions
+            };
+            transmissions.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -548,13 +561,7 @@ impl FluteSender {
                         break;
                     };
                     sent += 1;
-                    if !pace(
-                        &mut self.pacer,
-                        &self.stop,
-                        &self.latency,
-                        &mut self.batcher,
-                        n,
-                    ) {
+                    if !self.pacing.wait(&self.stop, &mut self.batcher, n) {
                         break;
                     }
                     self.batcher
@@ -562,6 +569,7 @@ impl FluteSender {
                     self.stats.alc_packets.fetch_add(1, Ordering::Relaxed);
                     self.stats.alc_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
+                self.pacing.record(&self.latency);
                 self.stats
                     .fdt_instances_sent
                     .fetch_add(1, Ordering::Relaxed);
@@ -617,27 +625,62 @@ impl FluteSender {
     }
 }
 
-/// Waits until the pacer lets a packet of `bytes` leave (flushing the batch
-/// first, so nothing sits in it while we sleep). False when stopped.
-fn pace(
-    pacer: &mut Pacer,
-    stop: &AtomicBool,
-    latency: &LatencyMetrics,
-    batcher: &mut Batcher,
-    bytes: usize,
-) -> bool {
-    loop {
-        let now = Instant::now();
-        match pacer.poll_send(now, bytes) {
-            Ok(()) => return true,
-            Err(at) => {
-                batcher.flush();
-                if stop.load(Ordering::Relaxed) {
-                    return false;
+/// The session's pacer, and how late its packets leave. A packet is late by
+/// the time between when it could have left (the pacer allowed it and the
+/// sender had it ready) and when it was handed over: oversleeping, and a
+/// sender thread starved of CPU while it has work, both show.
+struct Pacing {
+    pacer: Pacer,
+    /// The sender has had packets waiting without a break since this
+    /// instant (the last hand-over); `None` after an idle wait.
+    ready_since: Option<Instant>,
+    /// The latest packet since the last [`Self::record`].
+    worst: Option<Duration>,
+}
+
+impl Pacing {
+    fn new(pacer: Pacer) -> Self {
+        Self {
+            pacer,
+            ready_since: None,
+            worst: None,
+        }
+    }
+
+    /// Waits until the pacer lets a packet of `bytes` leave (flushing the
+    /// batch first, so nothing sits in it while we sleep). False when stopped.
+    fn wait(&mut self, stop: &AtomicBool, batcher: &mut Batcher, bytes: usize) -> bool {
+        let ready = self.ready_since.unwrap_or_else(Instant::now);
+        loop {
+            let allowed = self.pacer.next_send_at(bytes);
+            let now = Instant::now();
+            match self.pacer.poll_send(now, bytes) {
+                Ok(()) => {
+                    let late = now.saturating_duration_since(allowed.max(ready));
+                    self.worst = Some(self.worst.map_or(late, |w| w.max(late)));
+                    self.ready_since = Some(now);
+                    return true;
                 }
-                std::thread::sleep(at.saturating_duration_since(now));
-                latency.pacer_lateness(Instant::now().saturating_duration_since(at));
+                Err(at) => {
+                    batcher.flush();
+                    if stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    std::thread::sleep(at.saturating_duration_since(now));
+                }
             }
+        }
+    }
+
+    /// Nothing waits to be sent: the time until the next packet is not late.
+    fn idle(&mut self) {
+        self.ready_since = None;
+    }
+
+    /// One observation per burst or FDT, never per packet: its latest packet.
+    fn record(&mut self, latency: &LatencyMetrics) {
+        if let Some(worst) = self.worst.take() {
+            latency.pacer_lateness(worst);
         }
     }
 }
@@ -733,6 +776,29 @@ mod tests {
         (sender, commands, stats)
     }
 
+    /// Lateness counts the time a ready packet was held up (here, the
+    /// thread away between two packets), not the time the sender was idle.
+    #[test]
+    fn pacing_lateness_counts_a_held_up_sender_but_not_an_idle_one() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (egress, _thread) = Egress::spawn("pacing-test", socket, 8).unwrap();
+        let mut batcher = Batcher::new(egress);
+        let stop = AtomicBool::new(false);
+        // 1000 bytes/s with room for 1000 bytes: 100-byte packets never wait.
+        let mut pacing = Pacing::new(Pacer::new(8_000, 1_000, Instant::now()).unwrap());
+        assert!(pacing.wait(&stop, &mut batcher, 100));
+        let away = Duration::from_millis(30);
+        std::thread::sleep(away);
+        assert!(pacing.wait(&stop, &mut batcher, 100));
+        assert!(pacing.worst.take().unwrap() >= away);
+
+        pacing.idle();
+        let idle = Duration::from_millis(300);
+        std::thread::sleep(idle);
+        assert!(pacing.wait(&stop, &mut batcher, 100));
+        assert!(pacing.worst.take().unwrap() < idle);
+    }
+
     /// An object protected under an MTK whose MIKEY object the carousel has
     /// just retired (its `Forget` not yet handed out) brings that MIKEY
     /// object back rather than being refused for naming a missing key.
@@ -771,6 +837,7 @@ mod tests {
         }
         assert_eq!(stats.objects_added.load(Ordering::Relaxed), 2);
         assert_eq!(stats.mikey_objects_added.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.object_transmissions.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.object_transmissions.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.mikey_transmissions.load(Ordering::Relaxed), 2);
     }
 }

@@ -170,7 +170,7 @@ impl SessionMetrics {
         self.mtk_rotations
             .absolute(stats.mtk_rotations.load(Ordering::Relaxed));
         self.mikey_sent[MikeyTransport::Flute.index()]
-            .absolute(sender.mikey_objects_added.load(Ordering::Relaxed));
+            .absolute(sender.mikey_transmissions.load(Ordering::Relaxed));
         self.flute_objects
             .absolute(sender.object_transmissions.load(Ordering::Relaxed));
         self.fdt_instances

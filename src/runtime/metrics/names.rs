@@ -135,7 +135,7 @@ pub const PACER_LATENESS: MetricDef = MetricDef {
     name: name!("pacer_lateness_seconds"),
     kind: MetricType::Histogram(PACER_LATENESS_BUCKETS),
     labels: &[SESSION],
-    help: "How long after its pacer allowed it a batch of a download session was sent.",
+    help: "Per burst of a download session: how long after it could have left (pacer allowed, packet ready) its latest packet was sent.",
 };
 
 pub const INGEST_TO_EGRESS: MetricDef = MetricDef {
@@ -177,7 +177,7 @@ pub const FLUTE_OBJECTS_SENT: MetricDef = MetricDef {
     name: name!("flute_objects_sent_total"),
     kind: MetricType::Counter,
     labels: &[SESSION],
-    help: "FLUTE transport objects (files) fully sent once.",
+    help: "Transmissions of FLUTE file objects sent to their last packet (each carousel repetition counts; MIKEY objects do not).",
 };
 
 pub const FLUTE_FDT_INSTANCES_SENT: MetricDef = MetricDef {
