@@ -687,6 +687,21 @@ listen = "127.0.0.1:{push_port}"
         "one download session counted"
     );
 
+    // Back again: b's counters go on from where they stopped, so its
+    // exported series stay monotonic.
+    let report = gateway
+        .reload(config(push_port, &[a_changed.clone(), b.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(report.started, ["b"]);
+    assert_eq!(protected(&gateway, "b"), 2, "b's counters carried over");
+    let report = gateway
+        .reload(config(push_port, std::slice::from_ref(&a_changed)))
+        .await
+        .unwrap();
+    telemetry.sync(&gateway);
+    assert_eq!(report.stopped, ["b"]);
+
     // The push endpoint is shared by every session: a restart changes it.
     assert_eq!(
         gateway

@@ -190,8 +190,8 @@ fn continue_egress(old: &EgressStats, new: &EgressStats) {
     add(&new.queue_full, &old.queue_full);
 }
 
-/// Stops the sessions a plan removes or restarts; returns what the restarted
-/// ones carry over.
+/// Stops the sessions a plan removes or restarts; returns what each of them
+/// carries over (by name), for a restart or a later return of the name.
 async fn stop_planned<C: NamedSession, H: RunningSession>(
     running: &mut Vec<H>,
     plan: &SessionPlan<'_, C>,
@@ -207,14 +207,33 @@ async fn stop_planned<C: NamedSession, H: RunningSession>(
     for handle in stopping {
         let name = handle.name().to_owned();
         let carry = handle.shut_down().await;
-        if changed.contains(name.as_str()) {
-            carried.insert(name, carry);
-        } else {
+        if !changed.contains(name.as_str()) {
             tracing::info!(session = %name, "session stopped (removed from the configuration)");
-            report.stopped.push(name);
+            report.stopped.push(name.clone());
         }
+        carried.insert(name, carry);
     }
     carried
+}
+
+/// Moves the carries of removed sessions to `retired`, and gives an added
+/// session the carry of a removed one of its name: the exported counters of
+/// a name stay monotonic when a session goes and comes back.
+fn retire_and_revive<C: NamedSession, K>(
+    carried: &mut HashMap<String, K>,
+    retired: &mut HashMap<String, K>,
+    plan: &SessionPlan<'_, C>,
+) {
+    for name in &plan.removed {
+        if let Some(carry) = carried.remove(name) {
+            retired.insert(name.clone(), carry);
+        }
+    }
+    for session in &plan.added {
+        if let Some(carry) = retired.remove(session.name()) {
+            carried.insert(session.name().to_owned(), carry);
+        }
+    }
 }
 
 /// Starts the sessions a plan adds or restarts, then orders `running` as the
@@ -277,6 +296,10 @@ pub struct Gateway {
     /// left out of the running configuration, so the next reload of the
     /// same file starts them again.
     failed: BTreeMap<String, String>,
+    /// Counters of removed sessions, by name, for a session of the same name
+    /// a later reload adds.
+    retired_streaming: HashMap<String, StreamingCarry>,
+    retired_download: HashMap<String, DownloadCarry>,
 }
 
 /// The push endpoint feeding the download sessions, once ingest started.
@@ -306,6 +329,8 @@ impl Gateway {
             streaming_ingest: IngestPool::per_core().context("ingest workers")?,
             ingest: None,
             failed: BTreeMap::new(),
+            retired_streaming: HashMap::new(),
+            retired_download: HashMap::new(),
         };
         for session in &config.streaming {
             let handle = gateway.start_streaming(session)?;
@@ -443,6 +468,7 @@ impl Gateway {
                     .collect();
             }
         }
+        retire_and_revive(&mut carried, &mut self.retired_streaming, &streaming_plan);
         if self.client.set_key_groups(&new.bmsc.key_groups) {
             tracing::info!(key_groups = ?new.bmsc.key_groups, "BM-SC Key Groups updated");
         }
@@ -465,7 +491,8 @@ impl Gateway {
         self.streaming = running;
 
         let download_plan = plan(&self.config.download, &new.download);
-        let carried = stop_planned(&mut self.download, &download_plan, &mut report).await;
+        let mut carried = stop_planned(&mut self.download, &download_plan, &mut report).await;
+        retire_and_revive(&mut carried, &mut self.retired_download, &download_plan);
         let mut running = std::mem::take(&mut self.download);
         start_planned(
             &mut running,
