@@ -408,10 +408,35 @@ async fn readyz_names_the_failing_check_until_it_passes() {
 
 #[tokio::test]
 async fn healthz_and_unknown_requests() {
-    let (server, stop, _metrics) = start(None, Readiness::new()).await;
+    let readiness = Readiness::new();
+    let (server, stop, _metrics) = start(None, readiness.clone()).await;
     let addr = server.local_addr();
     let reply = get(addr, "/healthz").await;
-    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    // Not ready is not dead: a BM-SC outage does not ask for a restart.
+    readiness.set("bmsc", Err("connecting".into()));
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    assert_eq!(get(addr, "/readyz").await.status, 503);
+    // A dead data-path thread does.
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    readiness.probe_live("data path", {
+        let alive = alive.clone();
+        move || {
+            if alive.load(std::sync::atomic::Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("an egress thread stopped".into())
+            }
+        }
+    });
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    alive.store(false, std::sync::atomic::Ordering::Relaxed);
+    let reply = get(addr, "/healthz").await;
+    assert_eq!(reply.status, 503);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["failing"]["data path"], "an egress thread stopped");
+    assert!(body["failing"].get("bmsc").is_none(), "{body}");
     assert_eq!(get(addr, "/nothing").await.status, 404);
     let reply = request(addr, "POST", "/metrics", None).await;
     assert_eq!(reply.status, 405);

@@ -69,7 +69,13 @@ pub async fn run_gateway(config_path: &Path) -> Result<()> {
                 break;
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                notify(&notifier, Notifier::watchdog);
+                // A dead data-path thread is mended only by a restart: let
+                // the watchdog fire.
+                if gateway.data_path_liveness()() {
+                    notify(&notifier, Notifier::watchdog);
+                } else {
+                    tracing::error!("an egress or ingest worker thread stopped; watchdog not fed");
+                }
             }
         }
     }

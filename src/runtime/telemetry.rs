@@ -209,7 +209,7 @@ impl GatewayTelemetry {
             failed.push(name.clone());
         }
         let alive = gateway.data_path_liveness();
-        self.readiness.probe("egress threads", move || {
+        self.readiness.probe_live("data path", move || {
             if alive() {
                 Ok(())
             } else {

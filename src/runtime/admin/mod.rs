@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text exposition),
-//! `/healthz` (200 while the process serves requests) and `/readyz` (200, or
-//! 503 with a JSON body naming the failing checks). HTTP/1.1 only, GET and
+//! `/healthz` (200 while the process serves requests and its data path
+//! runs) and `/readyz` (200, or 503 with a JSON body naming the failing
+//! checks; `/healthz` answers in the same form). HTTP/1.1 only, GET and
 //! HEAD only; a bearer token guards every path when configured.
 
 pub mod config;
@@ -118,20 +119,22 @@ fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> 
             METRICS_CONTENT_TYPE,
             state.metrics.render().into(),
         ),
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => {
-            let report = state.readiness.report();
-            let status = if report.ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            match serde_json::to_vec(&report) {
-                Ok(body) => with_type(status, "application/json", body.into()),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
-            }
-        }
+        "/healthz" => report(&state.readiness.liveness()),
+        "/readyz" => report(&state.readiness.report()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// 200 or 503, with the report as JSON.
+fn report(report: &ReadinessReport) -> Response<Full<Bytes>> {
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    match serde_json::to_vec(report) {
+        Ok(body) => with_type(status, "application/json", body.into()),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
     }
 }
 

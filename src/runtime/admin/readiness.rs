@@ -2,7 +2,9 @@
 //! no valid MSK for Key Group 1; "bmsc": connected; "egress tv1": sender thread
 //! alive). `/readyz` is 200 while every check passes and 503 with the failing
 //! ones otherwise. A component registers its check, failing, as it starts, so
-//! readiness never runs ahead of it.
+//! readiness never runs ahead of it. Some checks also decide liveness
+//! (`/healthz`): a failure only a restart mends, such as a dead data-path
+//! thread, not one that mends itself, such as a BM-SC outage.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ enum Check {
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<Mutex<BTreeMap<String, Check>>>,
+    /// Names of the checks that decide liveness too.
+    live: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// The outcome of every check at one moment.
@@ -60,16 +64,50 @@ impl Readiness {
         self.insert(name.into(), Check::Probe(Arc::new(probe)));
     }
 
+    /// Registers a probe that decides liveness as well as readiness: when it
+    /// fails, only a restart helps.
+    pub fn probe_live(
+        &self,
+        name: impl Into<String>,
+        probe: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        let name = name.into();
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone());
+        self.probe(name, probe);
+    }
+
     /// Removes the check `name` (its component was stopped on purpose).
     pub fn remove(&self, name: &str) {
         self.lock().remove(name);
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
     }
 
     /// Evaluates every check; probes run outside the registry lock.
     pub fn report(&self) -> ReadinessReport {
+        self.evaluate(|_| true)
+    }
+
+    /// Evaluates the checks that decide liveness (`ready` then means alive).
+    pub fn liveness(&self) -> ReadinessReport {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.evaluate(|name| live.contains(name))
+    }
+
+    fn evaluate(&self, include: impl Fn(&str) -> bool) -> ReadinessReport {
         let checks: Vec<(String, Check)> = self
             .lock()
             .iter()
+            .filter(|(name, _)| include(name))
             .map(|(name, check)| (name.clone(), check.clone()))
             .collect();
         let mut failing = BTreeMap::new();
