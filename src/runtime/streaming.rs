@@ -155,6 +155,7 @@ pub fn start<L: LeaseSource + 'static>(
         ingest_addrs.push(socket.local_addr()?);
         flows.push(IngestFlow {
             socket,
+            label: flow.label(i),
             rtp_dest: SocketAddr::new(session.destination, flow.port),
             rtcp_dest: SocketAddr::new(session.destination, flow.port.wrapping_add(1)),
         });
@@ -171,6 +172,7 @@ pub fn start<L: LeaseSource + 'static>(
     ctx.ingest.start(
         &slot,
         Box::new(SessionIngest::new(
+            session.name.clone(),
             flows,
             egress.clone(),
             ctl_rx,
@@ -213,12 +215,15 @@ pub fn start<L: LeaseSource + 'static>(
 
 struct IngestFlow {
     socket: UdpSocket,
+    /// The input's configured name, for log lines about what it sent.
+    label: String,
     rtp_dest: SocketAddr,
     rtcp_dest: SocketAddr,
 }
 
 /// The ingest side of one session, run by an ingest worker.
 struct SessionIngest {
+    name: String,
     flows: Vec<IngestFlow>,
     batcher: Batcher,
     ctl: Receiver<KeyCommand>,
@@ -228,6 +233,8 @@ struct SessionIngest {
     max_ingest: usize,
     state: Arc<watch::Sender<SessionState>>,
     receive_failures: LogLimiter,
+    /// Datagrams refused for what they hold (bad input, a protect error).
+    refused: LogLimiter,
     latency: LatencyMetrics,
     /// A packet was protected since the thread last woke.
     forwarded: bool,
@@ -238,6 +245,7 @@ const BURST: usize = 64;
 
 impl SessionIngest {
     fn new(
+        name: String,
         flows: Vec<IngestFlow>,
         egress: Egress,
         ctl: Receiver<KeyCommand>,
@@ -248,6 +256,7 @@ impl SessionIngest {
         let config = SrtpConfig::mbms();
         let max_ingest = MAX_EGRESS_DATAGRAM - config.rtp_overhead().max(config.rtcp_overhead());
         Self {
+            name,
             flows,
             batcher: Batcher::new(egress),
             ctl,
@@ -261,6 +270,7 @@ impl SessionIngest {
             max_ingest,
             state,
             receive_failures: LogLimiter::default(),
+            refused: LogLimiter::default(),
             latency,
             forwarded: false,
         }
@@ -302,7 +312,13 @@ impl SessionIngest {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     if let Some(suppressed) = self.receive_failures.allow(Instant::now()) {
-                        tracing::warn!(error = %e, suppressed, "ingest receive failed");
+                        tracing::warn!(
+                            session = %self.name,
+                            input = %self.flows[flow].label,
+                            error = %e,
+                            suppressed,
+                            "ingest receive failed"
+                        );
                     }
                     return;
                 }
@@ -323,7 +339,7 @@ impl SessionIngest {
                     IngestReject::Empty => DropReason::Empty,
                     IngestReject::MalformedRtcp(_) => DropReason::RtcpMalformed,
                 });
-                tracing::debug!(error = %reject, "ingest datagram dropped");
+                self.log_refused(flow, &reject);
                 return;
             }
         };
@@ -375,8 +391,22 @@ impl SessionIngest {
             }
             Err(e) => {
                 self.stats.drop_one(DropReason::ProtectError);
-                tracing::debug!(error = %e, "SRTP protect refused a packet");
+                self.log_refused(flow, &e);
             }
+        }
+    }
+
+    /// Names the session, the input and the reason, at most once per
+    /// interval (the drop counters stay exact).
+    fn log_refused(&mut self, flow: usize, reason: &dyn std::fmt::Display) {
+        if let Some(suppressed) = self.refused.allow(Instant::now()) {
+            tracing::warn!(
+                session = %self.name,
+                input = %self.flows[flow].label,
+                %reason,
+                suppressed,
+                "ingest datagram dropped"
+            );
         }
     }
 }
