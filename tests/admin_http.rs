@@ -80,6 +80,7 @@ async fn start(
     let config = AdminConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token: token.map(str::to_owned),
+        ..AdminConfig::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = serve_admin(&config, metrics.clone(), readiness, async {
@@ -477,7 +478,7 @@ async fn non_loopback_listen_without_token_is_refused_before_binding() {
     let metrics = metrics::install().unwrap();
     let config = AdminConfig {
         listen: "0.0.0.0:0".parse().unwrap(),
-        token: None,
+        ..AdminConfig::default()
     };
     let error = serve_admin(&config, metrics, Readiness::new(), std::future::pending())
         .await

@@ -3,6 +3,7 @@
 //! [`crate::protocol`].
 
 pub mod admin;
+pub mod bearer_token;
 pub mod bmsc;
 pub mod config;
 pub mod config_lines;

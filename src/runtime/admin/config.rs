@@ -1,8 +1,10 @@
 //! Admin endpoint settings. Loopback by default; any other address exposes the
 //! endpoint to the network, so a bearer token is then mandatory.
 
+use crate::runtime::bearer_token::{self, TokenError};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// `[admin]` in the gateway configuration.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -14,24 +16,27 @@ pub struct AdminConfig {
     /// Required as `Authorization: Bearer <token>` on every request when set.
     #[serde(default)]
     pub token: Option<String>,
+    /// The same, read from a file at start (e.g. a mounted Secret), so the
+    /// configuration itself holds no secret. Not with `token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A configuration the endpoint refuses to start with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminConfigError {
-    #[error("admin.listen {listen} is not a loopback address: set admin.token")]
+    #[error("admin.listen {listen} is not a loopback address: set admin.token or admin.token_file")]
     TokenRequired { listen: SocketAddr },
-    #[error("admin.token must be at least {min} characters")]
-    TokenTooShort { min: usize },
-    #[error("admin.token must be visible ASCII without spaces (an HTTP header value)")]
-    TokenNotVisibleAscii,
+    #[error("admin.token_file: set either admin.token or admin.token_file, not both")]
+    TwoTokens,
+    #[error("admin.token: {0}")]
+    Token(TokenError),
+    #[error("admin.token_file {path}: {source}")]
+    TokenFile { path: PathBuf, source: TokenError },
 }
 
 /// Default port, the one commonly used for an in-process Prometheus endpoint.
 pub const DEFAULT_ADMIN_PORT: u16 = 9464;
-
-/// Short tokens are guessable; 16 characters is a floor, not a recommendation.
-pub const MIN_TOKEN_LEN: usize = 16;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_ADMIN_PORT))
@@ -42,6 +47,7 @@ impl Default for AdminConfig {
         Self {
             listen: default_listen(),
             token: None,
+            token_file: None,
         }
     }
 }
@@ -51,25 +57,39 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
 
 impl AdminConfig {
-    pub fn validate(&self) -> Result<(), AdminConfigError> {
-        match &self.token {
-            None if !self.listen.ip().is_loopback() => Err(AdminConfigError::TokenRequired {
-                listen: self.listen,
-            }),
-            None => Ok(()),
-            Some(token) if token.len() < MIN_TOKEN_LEN => {
-                Err(AdminConfigError::TokenTooShort { min: MIN_TOKEN_LEN })
+    /// Checks the settings and returns the token (`None`: no token, only
+    /// allowed on loopback), reading `token_file` if set.
+    pub fn load_token(&self) -> Result<Option<String>, AdminConfigError> {
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => Err(AdminConfigError::TwoTokens),
+            (Some(token), None) => bearer_token::check(token)
+                .map(|()| Some(token.clone()))
+                .map_err(AdminConfigError::Token),
+            (None, Some(path)) => {
+                bearer_token::read(path)
+                    .map(Some)
+                    .map_err(|source| AdminConfigError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })
             }
-            Some(token) if !token.bytes().all(|b| b.is_ascii_graphic()) => {
-                Err(AdminConfigError::TokenNotVisibleAscii)
+            (None, None) if !self.listen.ip().is_loopback() => {
+                Err(AdminConfigError::TokenRequired {
+                    listen: self.listen,
+                })
             }
-            Some(_) => Ok(()),
+            (None, None) => Ok(None),
         }
+    }
+
+    pub fn validate(&self) -> Result<(), AdminConfigError> {
+        self.load_token().map(|_| ())
     }
 }
 
@@ -110,13 +130,46 @@ mod tests {
         let config = parse("token = \"short\"").unwrap();
         assert_eq!(
             config.validate(),
-            Err(AdminConfigError::TokenTooShort { min: MIN_TOKEN_LEN })
+            Err(AdminConfigError::Token(TokenError::TooShort))
         );
         let config = parse("token = \"0123456789 abcdef\"").unwrap();
         assert_eq!(
             config.validate(),
-            Err(AdminConfigError::TokenNotVisibleAscii)
+            Err(AdminConfigError::Token(TokenError::NotVisibleAscii))
         );
+    }
+
+    #[test]
+    fn a_token_file_off_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        let text = format!(
+            "listen = \"0.0.0.0:9464\"\ntoken_file = \"{}\"",
+            path.display()
+        );
+        let config = parse(&text).unwrap();
+        assert!(matches!(
+            config.load_token(),
+            Err(AdminConfigError::TokenFile {
+                source: TokenError::Unreadable(_),
+                ..
+            })
+        ));
+        std::fs::write(&path, "short\n").unwrap();
+        assert_eq!(
+            config.load_token(),
+            Err(AdminConfigError::TokenFile {
+                path: path.clone(),
+                source: TokenError::TooShort
+            })
+        );
+        std::fs::write(&path, "0123456789abcdef-admin\n").unwrap();
+        assert_eq!(
+            config.load_token(),
+            Ok(Some("0123456789abcdef-admin".to_owned()))
+        );
+        let both = parse(&format!("{text}\ntoken = \"0123456789abcdef0123\"")).unwrap();
+        assert_eq!(both.load_token(), Err(AdminConfigError::TwoTokens));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<AdminServer> {
-    config.validate()?;
+    let token = config.load_token()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("admin.listen {}", config.listen))?;
@@ -72,7 +72,7 @@ pub async fn serve_admin(
     let state = Arc::new(State {
         metrics,
         readiness,
-        token: config.token.clone(),
+        token,
     });
     let upkeep = Upkeep {
         period: UPKEEP_PERIOD,

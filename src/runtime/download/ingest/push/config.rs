@@ -3,7 +3,7 @@
 //! same rule as the admin endpoint).
 
 use super::super::DEFAULT_MAX_OBJECT_BYTES;
-use crate::runtime::admin::config::MIN_TOKEN_LEN;
+use crate::runtime::bearer_token::{self, TokenError};
 use crate::runtime::units;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -73,14 +73,8 @@ impl Default for PushConfig {
 pub enum PushConfigError {
     #[error("push.listen {listen} is not a loopback address: set push.token_file")]
     TokenRequired { listen: SocketAddr },
-    #[error("push.token_file {path}: {reason}")]
-    TokenFileUnreadable { path: PathBuf, reason: String },
-    #[error("push.token_file {path}: the token must be at least {min} characters")]
-    TokenTooShort { path: PathBuf, min: usize },
-    #[error(
-        "push.token_file {path}: the token must be visible ASCII without spaces (an HTTP header value)"
-    )]
-    TokenNotVisibleAscii { path: PathBuf },
+    #[error("push.token_file {path}: {source}")]
+    TokenFile { path: PathBuf, source: TokenError },
     #[error("push.request_timeout must be longer than zero")]
     ZeroTimeout,
 }
@@ -101,22 +95,12 @@ impl PushConfig {
                 })
             };
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| PushConfigError::TokenFileUnreadable {
+        bearer_token::read(path)
+            .map(Some)
+            .map_err(|source| PushConfigError::TokenFile {
                 path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let token = text.trim();
-        if token.len() < MIN_TOKEN_LEN {
-            return Err(PushConfigError::TokenTooShort {
-                path: path.clone(),
-                min: MIN_TOKEN_LEN,
-            });
-        }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(PushConfigError::TokenNotVisibleAscii { path: path.clone() });
-        }
-        Ok(Some(token.to_owned()))
+                source,
+            })
     }
 
     /// The spool folder: configured, or below the gateway's `state_dir`.
@@ -165,22 +149,23 @@ mod tests {
             token_file: Some(path.clone()),
             ..config
         };
+        let refused = |source| PushConfigError::TokenFile {
+            path: path.clone(),
+            source,
+        };
         assert!(matches!(
             with_file.load_token(),
-            Err(PushConfigError::TokenFileUnreadable { .. })
+            Err(PushConfigError::TokenFile {
+                source: TokenError::Unreadable(_),
+                ..
+            })
         ));
         std::fs::write(&path, "short\n").unwrap();
-        assert_eq!(
-            with_file.load_token(),
-            Err(PushConfigError::TokenTooShort {
-                path: path.clone(),
-                min: MIN_TOKEN_LEN
-            })
-        );
+        assert_eq!(with_file.load_token(), Err(refused(TokenError::TooShort)));
         std::fs::write(&path, "0123456789 abcdef\n").unwrap();
         assert_eq!(
             with_file.load_token(),
-            Err(PushConfigError::TokenNotVisibleAscii { path: path.clone() })
+            Err(refused(TokenError::NotVisibleAscii))
         );
         std::fs::write(&path, "  0123456789abcdef-push\n").unwrap();
         assert_eq!(
