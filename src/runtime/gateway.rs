@@ -533,12 +533,31 @@ impl Gateway {
         &self.failed
     }
 
-    /// A check that every egress thread and ingest worker runs, which does
-    /// not keep them running.
-    pub fn data_path_liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let checks: Vec<_> = self.egress.values().map(Egress::liveness).collect();
+    /// A check that every data-path thread runs (egress threads, ingest
+    /// workers, each download session's protect and FLUTE sender threads),
+    /// which does not keep them running. `Err` names what stopped.
+    pub fn data_path_liveness(&self) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+        let egress: Vec<_> = self.egress.values().map(Egress::liveness).collect();
         let ingest = self.streaming_ingest.liveness();
-        move || checks.iter().all(|alive| alive()) && ingest()
+        let downloads: Vec<_> = self
+            .download
+            .iter()
+            .map(|h| (h.name.clone(), h.liveness()))
+            .collect();
+        move || {
+            if !egress.iter().all(|alive| alive()) {
+                return Err("an egress thread stopped".into());
+            }
+            if !ingest() {
+                return Err("an ingest worker stopped".into());
+            }
+            match downloads.iter().find(|(_, alive)| !alive()) {
+                Some((name, _)) => Err(format!(
+                    "download session {name}: its protect or FLUTE sender thread stopped"
+                )),
+                None => Ok(()),
+            }
+        }
     }
 
     /// Stops ingest first, lets the egress queues drain, then returns. The key

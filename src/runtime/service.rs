@@ -71,10 +71,9 @@ pub async fn run_gateway(config_path: &Path) -> Result<()> {
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 // A dead data-path thread is mended only by a restart: let
                 // the watchdog fire.
-                if gateway.data_path_liveness()() {
-                    notify(&notifier, Notifier::watchdog);
-                } else {
-                    tracing::error!("an egress or ingest worker thread stopped; watchdog not fed");
+                match gateway.data_path_liveness()() {
+                    Ok(()) => notify(&notifier, Notifier::watchdog),
+                    Err(e) => tracing::error!(error = %e, "data path broken; watchdog not fed"),
                 }
             }
         }

@@ -208,14 +208,8 @@ impl GatewayTelemetry {
             );
             failed.push(name.clone());
         }
-        let alive = gateway.data_path_liveness();
-        self.readiness.probe_live("data path", move || {
-            if alive() {
-                Ok(())
-            } else {
-                Err("an egress or ingest worker thread stopped".into())
-            }
-        });
+        self.readiness
+            .probe_live("data path", gateway.data_path_liveness());
         self.gateway_metrics
             .sessions(SessionKind::Streaming, gateway.streaming.len());
         self.gateway_metrics

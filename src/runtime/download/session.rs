@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,6 +87,8 @@ pub struct DownloadHandle {
     stop: Arc<AtomicBool>,
     protect: Option<JoinHandle<()>>,
     sender: Option<JoinHandle<()>>,
+    /// How many of the protect and FLUTE sender threads run.
+    running: Arc<AtomicUsize>,
     keys: tokio::task::JoinHandle<()>,
     ingest: Option<SessionIngest>,
 }
@@ -99,6 +101,13 @@ struct SessionIngest {
 }
 
 impl DownloadHandle {
+    /// A check that the session's protect and FLUTE sender threads run
+    /// (or were stopped on purpose), which does not keep them running.
+    pub fn liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let (running, stop) = (self.running.clone(), self.stop.clone());
+        move || stop.load(Ordering::Relaxed) || running.load(Ordering::Relaxed) == SESSION_THREADS
+    }
+
     /// Where objects for this session go (watch folder, push, `send`).
     pub fn queue(&self) -> mpsc::Sender<IngestedObject> {
         self.queue.clone()
@@ -222,9 +231,10 @@ pub fn start<L: LeaseSource + 'static>(
         sender_stats.clone(),
         stop.clone(),
     )?;
-    let sender = std::thread::Builder::new()
-        .name(format!("flute-{}", session.name))
-        .spawn(move || sender.run())?;
+    let running = Arc::new(AtomicUsize::new(0));
+    let sender = spawn_counted(&running, format!("flute-{}", session.name), move || {
+        sender.run()
+    })?;
 
     let (queue, queue_rx) = mpsc::channel(INGEST_QUEUE);
     let worker = ProtectWorker {
@@ -239,9 +249,9 @@ pub fn start<L: LeaseSource + 'static>(
         metrics: IngestMetrics::new(&session.name),
         next_spool: 0,
     };
-    let protect = std::thread::Builder::new()
-        .name(format!("protect-{}", session.name))
-        .spawn(move || worker.run(queue_rx))?;
+    let protect = spawn_counted(&running, format!("protect-{}", session.name), move || {
+        worker.run(queue_rx)
+    })?;
 
     let task = KeyTask {
         name: session.name.clone(),
@@ -277,8 +287,32 @@ pub fn start<L: LeaseSource + 'static>(
         stop,
         protect: Some(protect),
         sender: Some(sender),
+        running,
         keys,
         ingest: None,
+    })
+}
+
+/// The session's threads: both run until the session is stopped.
+const SESSION_THREADS: usize = 2;
+
+/// Counts a running thread in `running` until it ends, by return or panic.
+fn spawn_counted(
+    running: &Arc<AtomicUsize>,
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    running.fetch_add(1, Ordering::Relaxed);
+    let counted = Counted(running.clone());
+    std::thread::Builder::new().name(name).spawn(move || {
+        let _counted = counted;
+        body()
     })
 }
 
@@ -442,5 +476,29 @@ impl ProtectWorker {
             &key,
         )
         .map_err(|e| (reject_reason(&e), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session thread that ends, by return or by panic, counts itself out,
+    /// so the session's liveness check sees it.
+    #[test]
+    fn a_session_thread_that_ends_or_panics_is_counted_out() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let steady = spawn_counted(&running, "steady".into(), move || {
+            let _ = wait.recv();
+        })
+        .unwrap();
+        let failing =
+            spawn_counted(&running, "failing".into(), || panic!("a data-path bug")).unwrap();
+        assert!(failing.join().is_err());
+        assert_eq!(running.load(Ordering::Relaxed), 1);
+        release.send(()).unwrap();
+        steady.join().unwrap();
+        assert_eq!(running.load(Ordering::Relaxed), 0);
     }
 }
