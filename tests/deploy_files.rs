@@ -18,15 +18,39 @@ fn configmap_toml(yaml: &str) -> String {
         .join("\n")
 }
 
+/// Where the Deployment mounts the admin token Secret, and the Secret's value.
+const ADMIN_TOKEN_MOUNT: &str = "/etc/mbms-gateway/admin/token";
+
+fn secret_admin_token(yaml: &str) -> String {
+    let line = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token key in the Secret");
+    line.trim().to_owned()
+}
+
 #[test]
 fn kubernetes_configmap_is_a_valid_configuration() {
     let text = configmap_toml(include_str!("../deploy/kubernetes/configmap.yaml"));
+    // The Secret, mounted where the Deployment puts it.
+    assert!(
+        include_str!("../deploy/kubernetes/deployment.yaml")
+            .contains("{name: admin-token, mountPath: /etc/mbms-gateway/admin, readOnly: true}")
+    );
+    let token = secret_admin_token(include_str!("../deploy/kubernetes/secret-admin-token.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = dir.path().join("token");
+    std::fs::write(&mounted, &token).unwrap();
+    assert_eq!(text.matches(ADMIN_TOKEN_MOUNT).count(), 1, "{text}");
+    let text = text.replace(ADMIN_TOKEN_MOUNT, mounted.to_str().unwrap());
+
     let config = GatewayConfig::parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
     assert_eq!(config.state_dir.to_str(), Some("/var/lib/mbms-gateway"));
     assert!(!config.admin.listen.ip().is_loopback());
-    assert!(
-        config.admin.token.is_some(),
-        "off loopback, a token is required"
+    assert_eq!(
+        config.admin.load_token().unwrap(),
+        Some(token),
+        "off loopback, the token comes from the Secret"
     );
     assert_eq!(config.streaming.len(), 1);
     let tls = config.bmsc.tls.expect("BM-SC over TLS");
