@@ -32,12 +32,16 @@ fn secret_admin_token(yaml: &str) -> String {
 #[test]
 fn kubernetes_configmap_is_a_valid_configuration() {
     let text = configmap_toml(include_str!("../deploy/kubernetes/configmap.yaml"));
-    // The Secret, mounted where the Deployment puts it.
+    // The Secret, mounted where the Deployment puts it; both probes send
+    // the same token.
+    let deployment = include_str!("../deploy/kubernetes/deployment.yaml");
     assert!(
-        include_str!("../deploy/kubernetes/deployment.yaml")
+        deployment
             .contains("{name: admin-token, mountPath: /etc/mbms-gateway/admin, readOnly: true}")
     );
     let token = secret_admin_token(include_str!("../deploy/kubernetes/secret-admin-token.yaml"));
+    let header = format!("{{name: Authorization, value: \"Bearer {token}\"}}");
+    assert_eq!(deployment.matches(&header).count(), 2, "{header}");
     let dir = tempfile::tempdir().unwrap();
     let mounted = dir.path().join("token");
     std::fs::write(&mounted, &token).unwrap();

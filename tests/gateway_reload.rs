@@ -406,21 +406,37 @@ async fn a_session_that_failed_to_start_is_not_ready_and_retried() {
         lead: "200ms",
         resend: "100ms",
     };
-    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let radio_port = taken.local_addr().unwrap().port();
-    let with_radio = format!(
-        r#"{}[[streaming]]
+    let take_a_port = || {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        (taken, port)
+    };
+    let with_radio_on = |ingest_port: u16| {
+        let text = format!(
+            r#"{}[[streaming]]
 name = "radio"
 key_group = {RADIO_KEY_GROUP}
 destination = "239.255.41.13"
 interface = "127.0.0.1"
 ttl = 0
 [[streaming.flow]]
-ingest = "127.0.0.1:{radio_port}"
+ingest = "127.0.0.1:{ingest_port}"
 port = 5004
 "#,
-        setup.toml()
-    );
+            setup.toml()
+        );
+        GatewayConfig::parse(&text).unwrap()
+    };
+    let radio = |gateway: &Gateway| {
+        gateway
+            .streaming
+            .iter()
+            .find(|h| h.name == "radio")
+            .expect("radio runs")
+            .stats
+            .clone()
+    };
+    let (taken, radio_port) = take_a_port();
     let mut gateway = Gateway::start(&GatewayConfig::parse(&setup.toml()).unwrap()).unwrap();
     let metrics = metrics::install().unwrap();
     let readiness = Readiness::new();
@@ -428,10 +444,7 @@ port = 5004
     let radio_check =
         |readiness: &Readiness| readiness.report().failing.get("session radio").cloned();
 
-    let report = gateway
-        .reload(GatewayConfig::parse(&with_radio).unwrap())
-        .await
-        .unwrap();
+    let report = gateway.reload(with_radio_on(radio_port)).await.unwrap();
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert_eq!(report.failed[0].0, "radio");
     assert_eq!(gateway.streaming.len(), 1, "tv runs on");
@@ -444,10 +457,7 @@ port = 5004
 
     // The same file again, once the port is free: radio starts.
     drop(taken);
-    let report = gateway
-        .reload(GatewayConfig::parse(&with_radio).unwrap())
-        .await
-        .unwrap();
+    let report = gateway.reload(with_radio_on(radio_port)).await.unwrap();
     assert_eq!(report.started, ["radio"], "{report:?}");
     assert!(report.failed.is_empty() && gateway.failed_sessions().is_empty());
     assert_eq!(gateway.streaming.len(), 2);
@@ -456,6 +466,27 @@ port = 5004
         radio_check(&readiness).is_none_or(|r| !r.starts_with("failed to start")),
         "the failure is no longer reported"
     );
+
+    // A change whose restart fails (the new port is taken) keeps radio's
+    // counters for the retry that succeeds.
+    let encoder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seq in 0..20 {
+        encoder
+            .send_to(&rtp_packet(seq, 9, 200), ("127.0.0.1", radio_port))
+            .unwrap();
+    }
+    let stats = radio(&gateway);
+    wait_for("20 packets into radio", Duration::from_secs(5), || {
+        stats.ingest_total() == 20
+    })
+    .await;
+    let (taken, moved_port) = take_a_port();
+    let report = gateway.reload(with_radio_on(moved_port)).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    drop(taken);
+    let report = gateway.reload(with_radio_on(moved_port)).await.unwrap();
+    assert_eq!(report.started, ["radio"], "{report:?}");
+    assert_eq!(radio(&gateway).ingest_total(), 20, "counters carried");
 
     // A file without radio: its check goes with it.
     let report = gateway

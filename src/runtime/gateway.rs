@@ -238,19 +238,22 @@ fn retire_and_revive<C: NamedSession, K>(
 
 /// Starts the sessions a plan adds or restarts, then orders `running` as the
 /// new configuration lists them. A session that fails to start is reported
-/// and left out; the others run.
+/// and left out; the others run. Returns the carries of the sessions that
+/// failed, for their next attempt.
 async fn start_planned<C: NamedSession, H: RunningSession>(
     running: &mut Vec<H>,
     plan: &SessionPlan<'_, C>,
     mut carried: HashMap<String, H::Carry>,
     order: &[C],
-    mut start: impl AsyncFnMut(&C, Option<H::Carry>) -> Result<H>,
+    mut start: impl AsyncFnMut(&C, Option<&H::Carry>) -> Result<H>,
     report: &mut ReloadReport,
-) {
+) -> HashMap<String, H::Carry> {
+    let mut unstarted = HashMap::new();
     let starts = plan.added.iter().map(|c| (c, false));
     for (config, restart) in starts.chain(plan.changed.iter().map(|c| (c, true))) {
         let name = config.name();
-        match start(config, carried.remove(name)).await {
+        let carry = carried.remove(name);
+        match start(config, carry.as_ref()).await {
             Ok(handle) => {
                 running.push(handle);
                 if restart {
@@ -264,11 +267,15 @@ async fn start_planned<C: NamedSession, H: RunningSession>(
             Err(e) => {
                 tracing::error!(session = %name, error = %format!("{e:#}"), "session failed to start");
                 report.failed.push((name.into(), format!("{e:#}")));
+                if let Some(carry) = carry {
+                    unstarted.insert(name.to_owned(), carry);
+                }
             }
         }
     }
     report.unchanged += plan.unchanged.len();
     running.sort_by_key(|h| order.iter().position(|c| c.name() == h.name()));
+    unstarted
 }
 
 /// The configuration of the session named `name` among `sessions` (a
@@ -296,8 +303,10 @@ pub struct Gateway {
     /// left out of the running configuration, so the next reload of the
     /// same file starts them again.
     failed: BTreeMap<String, String>,
-    /// Counters of removed sessions, by name, for a session of the same name
-    /// a later reload adds.
+    /// Counters of removed sessions and of sessions that failed to start, by
+    /// name, for a session of the same name a later reload starts. One entry
+    /// per name ever removed: small, and bounded by the names an operator
+    /// uses.
     retired_streaming: HashMap<String, StreamingCarry>,
     retired_download: HashMap<String, DownloadCarry>,
 }
@@ -400,7 +409,8 @@ impl Gateway {
     }
 
     /// The configuration running now: the last one applied, without the
-    /// sessions it could not start ([`Self::failed_sessions`]).
+    /// sessions it could not start ([`Self::failed_sessions`]; their Key
+    /// Groups stay in `bmsc.key_groups`, watched for the retry).
     pub fn config(&self) -> &GatewayConfig {
         &self.config
     }
@@ -473,7 +483,7 @@ impl Gateway {
             tracing::info!(key_groups = ?new.bmsc.key_groups, "BM-SC Key Groups updated");
         }
         let mut running = std::mem::take(&mut self.streaming);
-        start_planned(
+        let unstarted = start_planned(
             &mut running,
             &streaming_plan,
             carried,
@@ -489,12 +499,13 @@ impl Gateway {
         )
         .await;
         self.streaming = running;
+        self.retired_streaming.extend(unstarted);
 
         let download_plan = plan(&self.config.download, &new.download);
         let mut carried = stop_planned(&mut self.download, &download_plan, &mut report).await;
         retire_and_revive(&mut carried, &mut self.retired_download, &download_plan);
         let mut running = std::mem::take(&mut self.download);
-        start_planned(
+        let unstarted = start_planned(
             &mut running,
             &download_plan,
             carried,
@@ -510,6 +521,7 @@ impl Gateway {
         )
         .await;
         self.download = running;
+        self.retired_download.extend(unstarted);
         // Egress threads no session uses any more end once their last
         // producer is gone; they are joined at stop.
         let in_use: HashSet<EgressKey> = new

@@ -511,6 +511,7 @@ impl FluteSender {
             }
             self.batcher
                 .push(self.config.destination, EgressKind::Alc, &self.packet[..n]);
+            self.pacing.handed_over();
             self.stats.alc_packets.fetch_add(1, Ordering::Relaxed);
             self.stats.alc_bytes.fetch_add(n as u64, Ordering::Relaxed);
             sent += 1;
@@ -566,6 +567,7 @@ impl FluteSender {
                     }
                     self.batcher
                         .push(self.config.destination, EgressKind::Alc, &self.packet[..n]);
+                    self.pacing.handed_over();
                     self.stats.alc_packets.fetch_add(1, Ordering::Relaxed);
                     self.stats.alc_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -627,12 +629,14 @@ impl FluteSender {
 
 /// The session's pacer, and how late its packets leave. A packet is late by
 /// the time between when it could have left (the pacer allowed it and the
-/// sender had it ready) and when it was handed over: oversleeping, and a
-/// sender thread starved of CPU while it has work, both show.
+/// sender was done with the packet before) and when it was let go:
+/// oversleeping, a sender thread starved of CPU while it has work, and its
+/// own spool reads show; time blocked on a full egress queue does not (that
+/// is `egress_queue_full_total`).
 struct Pacing {
     pacer: Pacer,
     /// The sender has had packets waiting without a break since this
-    /// instant (the last hand-over); `None` after an idle wait.
+    /// instant (the end of the last hand-over); `None` after an idle wait.
     ready_since: Option<Instant>,
     /// The latest packet since the last [`Self::record`].
     worst: Option<Duration>,
@@ -658,7 +662,6 @@ impl Pacing {
                 Ok(()) => {
                     let late = now.saturating_duration_since(allowed.max(ready));
                     self.worst = Some(self.worst.map_or(late, |w| w.max(late)));
-                    self.ready_since = Some(now);
                     return true;
                 }
                 Err(at) => {
@@ -670,6 +673,12 @@ impl Pacing {
                 }
             }
         }
+    }
+
+    /// The packet let go by [`Self::wait`] is with the egress thread (a
+    /// full queue may have held the hand-over up; that is not lateness).
+    fn handed_over(&mut self) {
+        self.ready_since = Some(Instant::now());
     }
 
     /// Nothing waits to be sent: the time until the next packet is not late.
@@ -787,9 +796,11 @@ mod tests {
         // 1000 bytes/s with room for 1000 bytes: 100-byte packets never wait.
         let mut pacing = Pacing::new(Pacer::new(8_000, 1_000, Instant::now()).unwrap());
         assert!(pacing.wait(&stop, &mut batcher, 100));
+        pacing.handed_over();
         let away = Duration::from_millis(30);
         std::thread::sleep(away);
         assert!(pacing.wait(&stop, &mut batcher, 100));
+        pacing.handed_over();
         assert!(pacing.worst.take().unwrap() >= away);
 
         pacing.idle();

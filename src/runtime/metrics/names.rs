@@ -135,7 +135,7 @@ pub const PACER_LATENESS: MetricDef = MetricDef {
     name: name!("pacer_lateness_seconds"),
     kind: MetricType::Histogram(PACER_LATENESS_BUCKETS),
     labels: &[SESSION],
-    help: "Per burst of a download session: how long after it could have left (pacer allowed, packet ready) its latest packet was sent.",
+    help: "Per burst of a download session: how long after it could have left (pacer allowed, sender free) its latest packet was let go; a full egress queue is not counted.",
 };
 
 pub const INGEST_TO_EGRESS: MetricDef = MetricDef {
