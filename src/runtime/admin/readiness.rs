@@ -18,14 +18,20 @@ enum Check {
     Status(Result<(), String>),
     /// Pulled when readiness is asked (e.g. a thread's liveness flag).
     Probe(Probe),
+    /// A probe that decides liveness too: when it fails, only a restart helps.
+    LiveProbe(Probe),
+}
+
+impl Check {
+    fn decides_liveness(&self) -> bool {
+        matches!(self, Self::LiveProbe(_))
+    }
 }
 
 /// The registry of readiness checks; cheap to clone, every clone shares it.
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<Mutex<BTreeMap<String, Check>>>,
-    /// Names of the checks that decide liveness too.
-    live: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// The outcome of every check at one moment.
@@ -71,21 +77,12 @@ impl Readiness {
         name: impl Into<String>,
         probe: impl Fn() -> Result<(), String> + Send + Sync + 'static,
     ) {
-        let name = name.into();
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.clone());
-        self.probe(name, probe);
+        self.insert(name.into(), Check::LiveProbe(Arc::new(probe)));
     }
 
     /// Removes the check `name` (its component was stopped on purpose).
     pub fn remove(&self, name: &str) {
         self.lock().remove(name);
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
     }
 
     /// Evaluates every check; probes run outside the registry lock.
@@ -95,19 +92,14 @@ impl Readiness {
 
     /// Evaluates the checks that decide liveness (`ready` then means alive).
     pub fn liveness(&self) -> ReadinessReport {
-        let live = self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        self.evaluate(|name| live.contains(name))
+        self.evaluate(Check::decides_liveness)
     }
 
-    fn evaluate(&self, include: impl Fn(&str) -> bool) -> ReadinessReport {
+    fn evaluate(&self, include: impl Fn(&Check) -> bool) -> ReadinessReport {
         let checks: Vec<(String, Check)> = self
             .lock()
             .iter()
-            .filter(|(name, _)| include(name))
+            .filter(|(_, check)| include(check))
             .map(|(name, check)| (name.clone(), check.clone()))
             .collect();
         let mut failing = BTreeMap::new();
@@ -115,7 +107,7 @@ impl Readiness {
         for (name, check) in checks {
             let status = match check {
                 Check::Status(status) => status,
-                Check::Probe(probe) => probe(),
+                Check::Probe(probe) | Check::LiveProbe(probe) => probe(),
             };
             match status {
                 Ok(()) => passing.push(name),
