@@ -24,6 +24,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use mbms_gateway::protocol::keys::KeyDomainId;
 use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, MskClientConfig};
+use mbms_gateway::runtime::demo::sample_bytes;
 use mbms_gateway::runtime::probe::{
     DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectStatus, ProbeKeySource,
     start_download_probe,
@@ -379,15 +380,7 @@ impl DownloadLoad {
 
     /// Object `n` of session `i`: distinct bytes, so a mix-up shows in the MD5.
     fn object(&self, i: usize, n: u64) -> Vec<u8> {
-        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_add(1);
-        (0..self.object_len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        sample_bytes(self.object_len, ((i as u64) << 32) ^ n)
     }
 }
 

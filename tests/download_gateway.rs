@@ -8,6 +8,7 @@ mod common;
 use common::gateway::*;
 use mbms_gateway::runtime::bmsc::{MskClientConfig, RunningBmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
+use mbms_gateway::runtime::demo::sample_bytes;
 use mbms_gateway::runtime::download::DownloadHandle;
 use mbms_gateway::runtime::download::ingest::{IngestedObject, ObjectOrigin};
 use mbms_gateway::runtime::gateway::Gateway;
@@ -162,19 +163,6 @@ impl Running {
     }
 }
 
-/// Deterministic bytes that differ per object.
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn wait_complete(
     probe: &DownloadProbeHandle,
     objects: usize,
@@ -225,7 +213,7 @@ carousel = { repetitions = 2 }"#,
     let first = run.session().state.borrow().clone();
     let mut sent = Vec::new();
     for (location, len) in [("empty.bin", 0), ("one.bin", 1), ("symbol.bin", symbol)] {
-        let data = content(len, len as u64);
+        let data = sample_bytes(len, len as u64);
         run.send(location, &data).await;
         sent.push((location, data));
     }
@@ -239,7 +227,7 @@ carousel = { repetitions = 2 }"#,
         ("big/ten.bin", 10_000_000),
         ("big/two-hundred.bin", 200_000_000),
     ] {
-        let data = content(len, len as u64);
+        let data = sample_bytes(len, len as u64);
         run.send(location, &data).await;
         sent.push((location, data));
     }
@@ -265,12 +253,12 @@ carousel = { repetitions = 2 }"#,
     )
     .await;
     let probe = run.probe(0.0);
-    run.send("before.bin", &content(5000, 1)).await;
+    run.send("before.bin", &sample_bytes(5000, 1)).await;
     run.send_path("missing.bin", &run.dir.join("no-such-file"))
         .await;
     run.send_path("a-directory", &run.dir).await;
-    run.send("huge.bin", &content(2 << 20, 2)).await;
-    run.send("after.bin", &content(7000, 3)).await;
+    run.send("huge.bin", &sample_bytes(2 << 20, 2)).await;
+    run.send("after.bin", &sample_bytes(7000, 3)).await;
     let report = wait_complete(&probe, 2, Duration::from_secs(20)).await;
     assert_all_complete(&report, &["before.bin", "after.bin"]);
     let stats = &run.session().stats;
@@ -317,7 +305,7 @@ carousel = {{ repetitions = 1, fdt_copies = 8 }}"#
         let location = format!("obj-{i}.bin");
         // Blocks of 140 to 320 symbols: at 25% repair and 10% loss a block
         // fails to decode with a probability below 1e-4.
-        let data = content(200_000 + 50_000 * i as usize, i + 10);
+        let data = sample_bytes(200_000 + 50_000 * i as usize, i + 10);
         run.send(&location, &data).await;
         sent.push((location, data));
     }
@@ -357,7 +345,7 @@ carousel = { repetitions = 12 }"#,
     let mut sent = Vec::new();
     for i in 0..4u64 {
         let location = format!("seg-{i}.m4s");
-        let data = content(60_000 + 10_000 * i as usize, i + 20);
+        let data = sample_bytes(60_000 + 10_000 * i as usize, i + 20);
         run.send(&location, &data).await;
         sent.push((location, data));
     }
@@ -377,10 +365,10 @@ carousel = { repetitions = 1000, fdt_interval = "200ms", fdt_lifetime = "10s" }"
     )
     .await;
     let sent = [
-        ("live/manifest.mpd", content(2_000, 31)),
-        ("live/init.mp4", content(900, 32)),
-        ("live/seg-1.m4s", content(300_000, 33)),
-        ("live/seg-2.m4s", content(250_000, 34)),
+        ("live/manifest.mpd", sample_bytes(2_000, 31)),
+        ("live/init.mp4", sample_bytes(900, 32)),
+        ("live/seg-1.m4s", sample_bytes(300_000, 33)),
+        ("live/seg-2.m4s", sample_bytes(250_000, 34)),
     ];
     for (location, data) in &sent {
         run.send(location, data).await;
@@ -416,9 +404,9 @@ carousel = { repetitions = 2 }"#,
     let capture = Capture::start(group, run.port);
     let probe = run.probe(0.0);
     let sent = [
-        ("a/manifest.mpd", content(1_500, 41)),
-        ("a/init.mp4", content(1, 42)),
-        ("a/seg-1.m4s", content(400_000, 43)),
+        ("a/manifest.mpd", sample_bytes(1_500, 41)),
+        ("a/init.mp4", sample_bytes(1, 42)),
+        ("a/seg-1.m4s", sample_bytes(400_000, 43)),
     ];
     for (location, data) in &sent {
         run.send(location, data).await;
@@ -498,8 +486,8 @@ carousel = { repetitions = 3 }"#,
     .unwrap();
     let probe = run.probe_with(ProbeKeySource::Ue(ue.keys()), 0.0);
     let sent = [
-        ("ue/one.bin", content(30_000, 51)),
-        ("ue/two.bin", content(70_000, 52)),
+        ("ue/one.bin", sample_bytes(30_000, 51)),
+        ("ue/two.bin", sample_bytes(70_000, 52)),
     ];
     for (location, data) in &sent {
         run.send(location, data).await;
@@ -525,7 +513,7 @@ carousel = { repetitions = 2 }"#,
     )
     .await;
     let probe = run.probe(0.0);
-    let data = content(123_456, 61);
+    let data = sample_bytes(123_456, 61);
     run.send("v6.bin", &data).await;
     let report = wait_complete(&probe, 1, Duration::from_secs(20)).await;
     assert_all_complete(&report, &["v6.bin"]);

@@ -67,8 +67,10 @@ const KEY_DOMAIN: KeyDomainId = KeyDomainId([0x09, 0xf1, 0x07]);
 const KEY_GROUP: u16 = 1;
 const DOWNLOAD_KEY_GROUP: u16 = 2;
 
-/// Deterministic bytes standing in for a media file.
-fn demo_bytes(len: usize, seed: u64) -> Vec<u8> {
+/// Deterministic bytes standing in for a media file (xorshift64): each seed
+/// gives other bytes, so a mix-up of objects shows in their MD5. The demo,
+/// the load test and the tests all use it.
+pub fn sample_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
@@ -233,7 +235,7 @@ watch = {{ folder = "{watch}" }}
     // each written under a temporary name and renamed into place.
     let mut written = Vec::new();
     let mut package = |name: &str, len: usize, seed: u64| -> Result<()> {
-        let data = demo_bytes(len, seed);
+        let data = sample_bytes(len, seed);
         let part = watch.join(format!("{name}.part"));
         std::fs::write(&part, &data)?;
         std::fs::rename(&part, watch.join(name))?;
