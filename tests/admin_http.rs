@@ -5,7 +5,7 @@
 //! The recorder is process-wide, so each test uses its own session names.
 
 use mbms_gateway::runtime::admin::{AdminConfig, AdminServer, Readiness, serve_admin};
-use mbms_gateway::runtime::bmsc::{ClientStatus, ConnectionState};
+use mbms_gateway::runtime::bmsc::ConnectionState;
 use mbms_gateway::runtime::egress::{Egress, EgressKind};
 use mbms_gateway::runtime::metrics::names::{self, MetricType, label};
 use mbms_gateway::runtime::metrics::{
@@ -15,7 +15,7 @@ use mbms_gateway::runtime::metrics::{
 };
 use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use prometheus_parse::{LineInfo, Sample, Scrape, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -233,7 +233,7 @@ async fn egress_thread_counters_and_bmsc_status_are_copied_at_scrape() {
     let (egress, thread) = Egress::spawn("files", egress_socket(false, &opts).unwrap(), 4).unwrap();
     let stats = egress.stats().clone();
     let egress_metrics = EgressMetrics::new("files");
-    let _hook = metrics.on_scrape(move || egress_metrics.observe(&stats));
+    let _hook = metrics.on_scrape(move || egress_metrics.observe(&stats.totals()));
     let dest = rx.local_addr().unwrap();
     assert!(egress.send_one(dest, EgressKind::Alc, &[7; 500]));
     assert!(egress.send_one(dest, EgressKind::Alc, &[8; 700]));
@@ -246,11 +246,7 @@ async fn egress_thread_counters_and_bmsc_status_are_copied_at_scrape() {
     thread.join().unwrap();
 
     let bmsc = BmscMetrics::new();
-    bmsc.observe(&ClientStatus {
-        connection: ConnectionState::Connected,
-        rejected_answers: 2,
-        recent_rejections: VecDeque::new(),
-    });
+    bmsc.observe(BmscState::from(&ConnectionState::Connected), 2);
     bmsc.rpc_completed(BmscRpc::LeaseMtkIds, Duration::from_millis(20));
     bmsc.rpc_failed(BmscRpc::GetCurrentMsk, RpcFailure::Timeout);
 

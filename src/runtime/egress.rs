@@ -5,6 +5,7 @@
 //! reuse, so the steady state allocates nothing.
 
 use super::log_limit::LogLimiter;
+use super::metrics::{EgressLabel, EgressTotals, LabelValue};
 use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub enum EgressKind {
     Alc,
 }
 
+impl EgressKind {
+    pub const ALL: [Self; 4] = [Self::Srtp, Self::Srtcp, Self::Mikey, Self::Alc];
+}
+
 /// Equal-size datagrams to one destination (the last may be shorter).
 #[derive(Debug)]
 pub struct Batch {
@@ -45,8 +50,8 @@ impl Batch {
 /// Counters of one egress thread.
 #[derive(Debug, Default)]
 pub struct EgressStats {
-    pub packets: [AtomicU64; 4],
-    pub bytes: [AtomicU64; 4],
+    pub packets: [AtomicU64; EgressKind::ALL.len()],
+    pub bytes: [AtomicU64; EgressKind::ALL.len()],
     pub send_errors: AtomicU64,
     pub queue_full: AtomicU64,
     /// Batches of this producer queued and not yet sent: its share of the
@@ -61,6 +66,34 @@ impl EgressStats {
 
     pub fn bytes(&self, kind: EgressKind) -> u64 {
         self.bytes[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// A copy of every counter, for the metrics exporter.
+    pub fn totals(&self) -> EgressTotals {
+        let mut totals = EgressTotals {
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            queue_full: self.queue_full.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            ..EgressTotals::default()
+        };
+        for kind in EgressKind::ALL {
+            let at = EgressLabel::from(kind).index();
+            totals.packets[at] = self.packets(kind);
+            totals.bytes[at] = self.bytes(kind);
+        }
+        totals
+    }
+}
+
+/// The series a datagram kind is counted in (`egress_packets_total{kind}`).
+impl From<EgressKind> for EgressLabel {
+    fn from(kind: EgressKind) -> Self {
+        match kind {
+            EgressKind::Srtp => Self::Srtp,
+            EgressKind::Srtcp => Self::Srtcp,
+            EgressKind::Mikey => Self::Mikey,
+            EgressKind::Alc => Self::Alc,
+        }
     }
 }
 
@@ -277,6 +310,13 @@ impl Drop for Batcher {
 mod tests {
     use super::*;
     use crate::runtime::udp::{EgressOptions, egress_socket};
+
+    #[test]
+    fn egress_kinds_map_onto_their_stats_slot() {
+        for kind in EgressKind::ALL {
+            assert_eq!(EgressLabel::from(kind).index(), kind as usize);
+        }
+    }
 
     #[test]
     fn batches_of_mixed_sizes_arrive_in_order() {

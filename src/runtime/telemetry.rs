@@ -15,11 +15,11 @@ use super::download::{DownloadHandle, DownloadStats};
 use super::egress::EgressStats;
 use super::gateway::Gateway;
 use super::metrics::{
-    BmscMetrics, EgressMetrics, GatewayMetrics, InputMetrics, Metrics, ScrapeHook, SessionKind,
-    SessionMetrics,
+    BmscMetrics, BmscState, DropReason, EgressMetrics, GatewayMetrics, InputMetrics, LabelValue,
+    Metrics, MikeyTransport, ScrapeHook, SessionKind, SessionMetrics, SessionTotals,
 };
 use super::streaming::{SessionState, SessionStats, StreamingHandle};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -69,21 +69,41 @@ impl WatchedSession {
         let (seconds, mtk_ids) = self.msk_left(now_unix);
         self.session
             .msk_validity(Duration::from_secs(seconds), mtk_ids);
-        match &self.kind {
-            WatchedKind::Streaming { inputs, stats } => {
-                self.session.observe_streaming(stats);
-                for (i, input) in inputs.iter().enumerate() {
-                    input.observe(
-                        stats.ingest_packets[i].load(Ordering::Relaxed),
-                        stats.ingest_bytes[i].load(Ordering::Relaxed),
-                    );
-                }
-            }
-            WatchedKind::Download { stats, sender } => {
-                self.session.observe_download(stats, sender);
+        self.session.observe(&self.kind.totals());
+        if let WatchedKind::Streaming { inputs, stats } = &self.kind {
+            for (i, input) in inputs.iter().enumerate() {
+                input.observe(
+                    stats.ingest_packets[i].load(Ordering::Relaxed),
+                    stats.ingest_bytes[i].load(Ordering::Relaxed),
+                );
             }
         }
-        self.egress.observe(&self.egress_stats);
+        self.egress.observe(&self.egress_stats.totals());
+    }
+}
+
+impl WatchedKind {
+    /// The session's own counters, as its series show them.
+    fn totals(&self) -> SessionTotals {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut totals = SessionTotals::default();
+        match self {
+            WatchedKind::Streaming { stats, .. } => {
+                for reason in DropReason::ALL {
+                    totals.dropped[reason.index()] = stats.dropped(*reason);
+                }
+                totals.mtk_rotations = load(&stats.mtk_rotations);
+                totals.mikey_sent[MikeyTransport::Udp.index()] = load(&stats.mikey_sent);
+            }
+            WatchedKind::Download { stats, sender } => {
+                totals.mtk_rotations = load(&stats.mtk_rotations);
+                totals.mikey_sent[MikeyTransport::Flute.index()] =
+                    load(&sender.mikey_transmissions);
+                totals.flute_objects = load(&sender.object_transmissions);
+                totals.fdt_instances = load(&sender.fdt_instances_sent);
+            }
+        }
+        totals
     }
 }
 
@@ -129,7 +149,8 @@ pub fn watch_gateway(
     let hook = {
         let sessions = sessions.clone();
         metrics.on_scrape(move || {
-            bmsc.observe(&status.borrow());
+            let status = status.borrow();
+            bmsc.observe(BmscState::from(&status.connection), status.rejected_answers);
             let now_unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);

@@ -19,7 +19,7 @@ use tonic::{Code, Status};
 use zeroize::Zeroize;
 
 use super::backoff::{Backoff, random_unit};
-use super::config::{ConfigError, MskClientConfig};
+use super::client_config::{ConfigError, MskClientConfig};
 use super::msk_set::{MskRecord, MskSet, MskSetError, Upsert};
 use super::proto::key_service_client::KeyServiceClient;
 use super::proto::{self, msk_event::Event};
@@ -28,7 +28,7 @@ use super::validate::{
     msk_from_wire, msk_id_in_scope,
 };
 use crate::protocol::keys::MskId;
-use crate::runtime::metrics::{BmscMetrics, BmscRpc, RpcFailure};
+use crate::runtime::metrics::{BmscMetrics, BmscRpc, BmscState, RpcFailure};
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -67,6 +67,17 @@ impl ClientStatus {
     pub const RECENT_REJECTIONS: usize = 16;
 }
 
+/// The series this state is exported as (`bmsc_connection_state{state}`).
+impl From<&ConnectionState> for BmscState {
+    fn from(state: &ConnectionState) -> Self {
+        match state {
+            ConnectionState::Connecting { .. } => Self::Connecting,
+            ConnectionState::Connected => Self::Connected,
+            ConnectionState::Failed { .. } => Self::Failed,
+        }
+    }
+}
+
 /// The client cannot be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -96,6 +107,16 @@ pub enum RpcError {
         call: &'static str,
         timeout: Duration,
     },
+}
+
+/// The `reason` label of a failed call.
+impl From<&RpcError> for RpcFailure {
+    fn from(error: &RpcError) -> Self {
+        match error {
+            RpcError::Status { .. } => Self::Status,
+            RpcError::Timeout { .. } => Self::Timeout,
+        }
+    }
 }
 
 /// A lease could not be obtained.

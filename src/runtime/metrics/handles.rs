@@ -12,13 +12,7 @@ use super::labels::{
     MikeyTransport, ReloadResult, RpcFailure, SessionKind,
 };
 use super::names::{self, MetricDef, MetricType};
-use crate::runtime::bmsc::ClientStatus;
-use crate::runtime::download::DownloadStats;
-use crate::runtime::download::sender::SenderStats;
-use crate::runtime::egress::{EgressKind, EgressStats};
-use crate::runtime::streaming::SessionStats as StreamingStats;
 use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 static METADATA: Metadata<'static> =
@@ -93,6 +87,21 @@ impl InputMetrics {
     }
 }
 
+/// What a session's data path counted since it started, copied into the
+/// session's series at scrape time. The data path owns the counters; this
+/// is the plain copy the metrics read, so neither depends on the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionTotals {
+    /// Indexed by [`DropReason::index`].
+    pub dropped: [u64; DropReason::ALL.len()],
+    pub mtk_rotations: u64,
+    /// MIKEY MTK messages sent, indexed by [`MikeyTransport::index`].
+    pub mikey_sent: [u64; MikeyTransport::ALL.len()],
+    /// Transmissions of file objects sent to their last packet.
+    pub flute_objects: u64,
+    pub fdt_instances: u64,
+}
+
 /// Per-session counters, gauges and histograms (streaming and download).
 #[derive(Debug, Clone)]
 pub struct SessionMetrics {
@@ -152,29 +161,18 @@ impl SessionMetrics {
         self.msk_validity_mtk_ids.set(mtk_ids_left as f64);
     }
 
-    /// Copies a streaming session's own counters (its ingest worker and key
-    /// task count in plain atomics; this runs at scrape time).
-    pub fn observe_streaming(&self, stats: &StreamingStats) {
-        for reason in DropReason::ALL {
-            self.dropped[reason.index()].absolute(stats.dropped(*reason));
+    /// Copies what the session's data path counted (its threads count in
+    /// plain atomics; this runs at scrape time).
+    pub fn observe(&self, totals: &SessionTotals) {
+        for (counter, total) in self.dropped.iter().zip(totals.dropped) {
+            counter.absolute(total);
         }
-        self.mtk_rotations
-            .absolute(stats.mtk_rotations.load(Ordering::Relaxed));
-        self.mikey_sent[MikeyTransport::Udp.index()]
-            .absolute(stats.mikey_sent.load(Ordering::Relaxed));
-    }
-
-    /// Copies a download session's counters (scrape time, like
-    /// [`observe_streaming`](Self::observe_streaming)).
-    pub fn observe_download(&self, stats: &DownloadStats, sender: &SenderStats) {
-        self.mtk_rotations
-            .absolute(stats.mtk_rotations.load(Ordering::Relaxed));
-        self.mikey_sent[MikeyTransport::Flute.index()]
-            .absolute(sender.mikey_transmissions.load(Ordering::Relaxed));
-        self.flute_objects
-            .absolute(sender.object_transmissions.load(Ordering::Relaxed));
-        self.fdt_instances
-            .absolute(sender.fdt_instances_sent.load(Ordering::Relaxed));
+        for (counter, total) in self.mikey_sent.iter().zip(totals.mikey_sent) {
+            counter.absolute(total);
+        }
+        self.mtk_rotations.absolute(totals.mtk_rotations);
+        self.flute_objects.absolute(totals.flute_objects);
+        self.fdt_instances.absolute(totals.fdt_instances);
     }
 
     pub fn flute_object_sent(&self) {
@@ -284,9 +282,23 @@ impl Default for PushMetrics {
     }
 }
 
-/// Mirrors one egress thread's [`EgressStats`] into metrics. The sender thread
-/// keeps counting in its own atomics; [`EgressMetrics::observe`] copies them,
-/// typically from a scrape hook ([`super::Metrics::on_scrape`]).
+/// What one egress producer counted: datagrams and bytes per kind, failed
+/// sends, waits on a full queue, and its batches queued now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EgressTotals {
+    /// Indexed by [`EgressLabel::index`].
+    pub packets: [u64; EgressLabel::ALL.len()],
+    /// Indexed by [`EgressLabel::index`].
+    pub bytes: [u64; EgressLabel::ALL.len()],
+    pub send_errors: u64,
+    pub queue_full: u64,
+    pub queued: u64,
+}
+
+/// Mirrors one egress thread's counters into metrics. The sender thread
+/// keeps counting in its own atomics; [`EgressMetrics::observe`] copies a
+/// snapshot of them, typically from a scrape hook
+/// ([`super::Metrics::on_scrape`]).
 #[derive(Debug, Clone)]
 pub struct EgressMetrics {
     packets: Box<[Counter]>,
@@ -314,23 +326,16 @@ impl EgressMetrics {
     }
 
     /// Copies the thread's counters (monotonic, so `absolute`).
-    pub fn observe(&self, stats: &EgressStats) {
-        for kind in [
-            EgressKind::Srtp,
-            EgressKind::Srtcp,
-            EgressKind::Mikey,
-            EgressKind::Alc,
-        ] {
-            let at = EgressLabel::from(kind).index();
-            self.packets[at].absolute(stats.packets(kind));
-            self.bytes[at].absolute(stats.bytes(kind));
+    pub fn observe(&self, totals: &EgressTotals) {
+        for (counter, total) in self.packets.iter().zip(totals.packets) {
+            counter.absolute(total);
         }
-        self.send_errors
-            .absolute(stats.send_errors.load(Ordering::Relaxed));
-        self.queue_full
-            .absolute(stats.queue_full.load(Ordering::Relaxed));
-        self.queue_depth
-            .set(stats.queued.load(Ordering::Relaxed) as f64);
+        for (counter, total) in self.bytes.iter().zip(totals.bytes) {
+            counter.absolute(total);
+        }
+        self.send_errors.absolute(totals.send_errors);
+        self.queue_full.absolute(totals.queue_full);
+        self.queue_depth.set(totals.queued as f64);
     }
 }
 
@@ -365,13 +370,12 @@ impl BmscMetrics {
     }
 
     /// Publishes the client's status: 1 on its state, 0 on the others, and
-    /// the count of rejected answers.
-    pub fn observe(&self, status: &ClientStatus) {
-        let current = BmscState::from(&status.connection);
+    /// the count of answers it rejected since start.
+    pub fn observe(&self, current: BmscState, rejected_answers: u64) {
         for state in BmscState::ALL {
             self.state[state.index()].set(if *state == current { 1.0 } else { 0.0 });
         }
-        self.rejected_answers.absolute(status.rejected_answers);
+        self.rejected_answers.absolute(rejected_answers);
     }
 
     pub fn rpc_completed(&self, rpc: BmscRpc, elapsed: Duration) {

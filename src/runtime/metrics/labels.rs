@@ -1,9 +1,6 @@
 //! The fixed label values. Each enum lists every value it can export, so a
 //! metric's series are known from the configuration alone.
 
-use crate::runtime::bmsc::{ConnectionState, RpcError};
-use crate::runtime::egress::EgressKind;
-
 /// A label value type with a closed set of values.
 pub trait LabelValue: Copy + 'static {
     /// Every value, in declaration order.
@@ -168,36 +165,6 @@ label_enum! {
     }
 }
 
-impl From<EgressKind> for EgressLabel {
-    fn from(kind: EgressKind) -> Self {
-        match kind {
-            EgressKind::Srtp => Self::Srtp,
-            EgressKind::Srtcp => Self::Srtcp,
-            EgressKind::Mikey => Self::Mikey,
-            EgressKind::Alc => Self::Alc,
-        }
-    }
-}
-
-impl From<&ConnectionState> for BmscState {
-    fn from(state: &ConnectionState) -> Self {
-        match state {
-            ConnectionState::Connecting { .. } => Self::Connecting,
-            ConnectionState::Connected => Self::Connected,
-            ConnectionState::Failed { .. } => Self::Failed,
-        }
-    }
-}
-
-impl From<&RpcError> for RpcFailure {
-    fn from(error: &RpcError) -> Self {
-        match error {
-            RpcError::Status { .. } => Self::Status,
-            RpcError::Timeout { .. } => Self::Timeout,
-        }
-    }
-}
-
 impl BmscRpc {
     /// The call named as in the BM-SC service definition (`"LeaseMtkIds"`).
     pub fn from_call(call: &str) -> Option<Self> {
@@ -235,18 +202,6 @@ mod tests {
         check::<RpcFailure>();
         check::<IngestOrigin>();
         check::<IngestRejectReason>();
-    }
-
-    #[test]
-    fn egress_kinds_map_onto_their_stats_slot() {
-        for kind in [
-            EgressKind::Srtp,
-            EgressKind::Srtcp,
-            EgressKind::Mikey,
-            EgressKind::Alc,
-        ] {
-            assert_eq!(EgressLabel::from(kind).index(), kind as usize);
-        }
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! Operations metrics: the process-wide Prometheus recorder, the metric table
 //! ([`names`]), the fixed label values ([`labels`]) and the typed handles call
-//! sites use ([`handles`]). Rendering is done by the admin endpoint
-//! ([`crate::runtime::admin`]), not by an exporter listener of its own.
+//! sites use ([`handles`]). Rendering is done by the admin endpoint, not by
+//! an exporter listener of its own.
+//!
+//! Nothing here knows the data path: components count in their own plain
+//! atomics and hand copies ([`SessionTotals`], [`EgressTotals`]) to the
+//! handles at scrape time, so the metrics can be imported from anywhere
+//! without a loop.
 
 pub mod handles;
 pub mod labels;
 pub mod names;
 
 pub use handles::{
-    BmscMetrics, EgressMetrics, GatewayMetrics, IngestMetrics, InputMetrics, LatencyMetrics,
-    PushMetrics, SessionMetrics,
+    BmscMetrics, EgressMetrics, EgressTotals, GatewayMetrics, IngestMetrics, InputMetrics,
+    LatencyMetrics, PushMetrics, SessionMetrics, SessionTotals,
 };
 pub use labels::{
     BmscRpc, BmscState, DropReason, EgressLabel, IngestOrigin, IngestRejectReason, LabelValue,
