@@ -2,7 +2,7 @@
 //! against a plain copy of the same bytes as the same-run baseline.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mbms_gateway::runtime::encoder::{
+use mbms_gateway::runtime::synthetic::{
     SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp, verify_synthetic_payload,
 };
 use std::hint::black_box;

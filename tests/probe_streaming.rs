@@ -6,11 +6,11 @@ use mbms_gateway::protocol::keys::{KeyDomainId, Mki, Msk, MskId, Mtk, MtkId, Mtk
 use mbms_gateway::protocol::mikey::{MtkMessageParams, build_mtk_message};
 use mbms_gateway::protocol::srtp::{SrtpConfig, SrtpSender};
 use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, KeySource, MskClientConfig, MskRecord};
-use mbms_gateway::runtime::encoder::{SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp};
 use mbms_gateway::runtime::probe::{
     ProbeExpect, ProbeHandle, ProbeKeySource, ProbeReport, StreamingProbeConfig,
     run_streaming_probe, start_streaming_probe,
 };
+use mbms_gateway::runtime::synthetic::{SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp};
 use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -25,6 +25,7 @@ pub mod reload;
 pub mod sd_notify;
 pub mod service;
 pub mod streaming;
+pub mod synthetic;
 pub mod telemetry;
 pub mod udp;
 pub mod ue;

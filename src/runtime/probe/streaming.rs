@@ -7,7 +7,7 @@
 use super::report::{SrtpStats, StreamStats};
 use crate::protocol::keys::{Mki, Mtk};
 use crate::protocol::srtp::{MAX_MASTER_KEYS, RtpHeader, SrtpConfig, SrtpError, SrtpReceiver};
-use crate::runtime::encoder::{looks_synthetic, verify_synthetic_payload};
+use crate::runtime::synthetic::{looks_synthetic, verify_synthetic_payload};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
