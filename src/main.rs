@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use mbms_gateway::runtime::bmsc::config::parse_key_domain_id;
+use mbms_gateway::runtime::bmsc::client_config::parse_key_domain_id;
 use mbms_gateway::runtime::bmsc::{BmscConfig, MskClientConfig, serve as serve_bmsc};
 use mbms_gateway::runtime::config::GatewayConfig;
 use mbms_gateway::runtime::demo::{DemoOptions, run_demo};

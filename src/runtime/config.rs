@@ -3,8 +3,8 @@
 //! anything is sent. `deploy/gateway.toml` documents every field.
 
 use super::admin::AdminConfig;
+use super::bmsc::ConfigError;
 use super::bmsc::MskClientConfig;
-use super::bmsc::config::ConfigError;
 use super::config_lines;
 use super::download::DownloadSession;
 use super::download::ingest::PushConfig;

@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod client_config;
 pub mod config;
 pub mod key_management;
 pub mod lease_book;
@@ -19,9 +20,8 @@ pub mod validate;
 pub use client::{
     ClientError, ClientStatus, ConnectionState, CurrentMskError, LeaseError, MskClient, RpcError,
 };
-pub use config::{
-    BmscConfig, ClientTlsFiles, GenerateConfig, KeySource, MskClientConfig, ServerTlsFiles,
-};
+pub use client_config::{ClientTlsFiles, ConfigError, MskClientConfig};
+pub use config::{BmscConfig, GenerateConfig, KeySource, ServerTlsFiles};
 pub use msk_set::{MskRecord, MskSet, MskSetError, Upsert};
 pub use server::{Bmsc, BmscControl, RunningBmsc, load_key_file, serve};
 pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError, MskScope};
