@@ -40,14 +40,14 @@
 //! `cargo bench --bench relay -- --measurement-time 3 --warm-up-time 1`; without
 //! `--bench` (e.g. `cargo test --benches`) it runs a short smoke pass.
 
+use mbms_gateway::gateway::config::{Flow, MtkSettings, StreamingSession};
+use mbms_gateway::gateway::egress::{Batcher, Egress, EgressKind};
+use mbms_gateway::gateway::keys::journal::KeyJournal;
+use mbms_gateway::gateway::keys::mtk_keys::LeaseSource;
+use mbms_gateway::gateway::streaming::ingest_workers::IngestPool;
+use mbms_gateway::gateway::streaming::{self, SessionContext, SessionState, StreamingHandle};
 use mbms_gateway::protocol::keys::{KeyDomainId, Msk, MskId, MtkId};
-use mbms_gateway::runtime::bmsc::{LeaseError, LeaseRecord, MskRecord, MskSet};
-use mbms_gateway::runtime::config::{Flow, MtkSettings, StreamingSession};
-use mbms_gateway::runtime::egress::{Batcher, Egress, EgressKind};
-use mbms_gateway::runtime::ingest_pool::IngestPool;
-use mbms_gateway::runtime::journal::KeyJournal;
-use mbms_gateway::runtime::mtk_keys::LeaseSource;
-use mbms_gateway::runtime::streaming::{self, SessionContext, SessionState, StreamingHandle};
+use mbms_gateway::runtime::key_service::{LeaseError, LeaseRecord, MskRecord, MskSet};
 use mbms_gateway::runtime::udp::{
     EgressOptions, GSO_MAX_BYTES, IngestOptions, egress_socket, ingest_socket, send_segments,
 };

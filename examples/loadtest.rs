@@ -22,10 +22,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use mbms_gateway::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
+use mbms_gateway::demo::sample_bytes;
 use mbms_gateway::protocol::keys::KeyDomainId;
-use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, MskClientConfig};
-use mbms_gateway::runtime::demo::sample_bytes;
-use mbms_gateway::runtime::probe::{
+use mbms_gateway::runtime::key_service::MskClientConfig;
+use mbms_gateway::ue::probe::{
     DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectStatus, ProbeKeySource,
     start_download_probe,
 };

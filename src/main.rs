@@ -3,16 +3,17 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use mbms_gateway::runtime::bmsc::client_config::parse_key_domain_id;
-use mbms_gateway::runtime::bmsc::{BmscConfig, MskClientConfig, serve as serve_bmsc};
-use mbms_gateway::runtime::config::GatewayConfig;
-use mbms_gateway::runtime::demo::{DemoOptions, run_demo};
-use mbms_gateway::runtime::download::send::send_files;
-use mbms_gateway::runtime::probe::{
+use mbms_gateway::bmsc::{BmscConfig, serve as serve_bmsc};
+use mbms_gateway::demo::{DemoOptions, run_demo};
+use mbms_gateway::gateway::config::GatewayConfig;
+use mbms_gateway::gateway::download::send::send_files;
+use mbms_gateway::gateway::service::run_gateway;
+use mbms_gateway::runtime::key_service::MskClientConfig;
+use mbms_gateway::runtime::key_service::config::parse_key_domain_id;
+use mbms_gateway::ue::key_management::{UeConfig, start_ue};
+use mbms_gateway::ue::probe::{
     ProbeExpect, ProbeKeySource, StreamingProbeConfig, run_streaming_probe,
 };
-use mbms_gateway::runtime::service::run_gateway;
-use mbms_gateway::runtime::ue::{UeConfig, start_ue};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,9 +4,9 @@
 //!
 //! The recorder is process-wide, so each test uses its own session names.
 
+use mbms_gateway::gateway::egress::{Egress, EgressKind};
 use mbms_gateway::runtime::admin::{AdminConfig, AdminServer, Readiness, serve_admin};
-use mbms_gateway::runtime::bmsc::ConnectionState;
-use mbms_gateway::runtime::egress::{Egress, EgressKind};
+use mbms_gateway::runtime::key_service::ConnectionState;
 use mbms_gateway::runtime::metrics::names::{self, MetricType, label};
 use mbms_gateway::runtime::metrics::{
     self, BmscMetrics, BmscRpc, BmscState, DropReason, EgressLabel, EgressMetrics, GatewayMetrics,

@@ -7,13 +7,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mbms_gateway::bmsc::{
+    Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc, ServerTlsFiles,
+};
 use mbms_gateway::protocol::keys::{KeyDomainId, Msk, MskId, MtkId};
-use mbms_gateway::runtime::bmsc::proto::key_service_server::{KeyService, KeyServiceServer};
-use mbms_gateway::runtime::bmsc::proto::{self, msk_event::Event};
-use mbms_gateway::runtime::bmsc::{
-    Bmsc, BmscConfig, ClientStatus, ClientTlsFiles, ConnectionState, GenerateConfig, KeySource,
-    LeaseError, LeaseRecord, MskClient, MskClientConfig, MskRecord, MskSet, RunningBmsc,
-    ServerTlsFiles,
+use mbms_gateway::runtime::key_service::proto::key_service_server::{KeyService, KeyServiceServer};
+use mbms_gateway::runtime::key_service::proto::{self, msk_event::Event};
+use mbms_gateway::runtime::key_service::{
+    ClientStatus, ClientTlsFiles, ConnectionState, LeaseError, LeaseRecord, MskClient,
+    MskClientConfig, MskRecord, MskSet,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -3,7 +3,7 @@
 //! zero where a positive value is needed, duplicate destinations, a missing
 //! Key Group, and settings the gateway refuses to start with.
 
-use mbms_gateway::runtime::config::GatewayConfig;
+use mbms_gateway::gateway::config::GatewayConfig;
 use std::process::Command;
 
 const GOOD: &str = r#"state_dir = "/tmp/x"

@@ -2,7 +2,7 @@
 //! configuration (the example in `deploy/gateway.example.toml` is checked by the
 //! config module's own tests).
 
-use mbms_gateway::runtime::config::GatewayConfig;
+use mbms_gateway::gateway::config::GatewayConfig;
 
 /// The literal block `gateway.toml: |` of the ConfigMap, de-indented.
 fn configmap_toml(yaml: &str) -> String {

@@ -6,18 +6,19 @@
 mod common;
 
 use common::gateway::*;
-use mbms_gateway::runtime::bmsc::{MskClientConfig, RunningBmsc};
-use mbms_gateway::runtime::config::GatewayConfig;
-use mbms_gateway::runtime::demo::sample_bytes;
-use mbms_gateway::runtime::download::DownloadHandle;
-use mbms_gateway::runtime::download::ingest::{IngestedObject, ObjectOrigin};
-use mbms_gateway::runtime::gateway::Gateway;
+use mbms_gateway::bmsc::RunningBmsc;
+use mbms_gateway::demo::sample_bytes;
+use mbms_gateway::gateway::Gateway;
+use mbms_gateway::gateway::config::GatewayConfig;
+use mbms_gateway::gateway::download::DownloadHandle;
+use mbms_gateway::gateway::download::ingest::{IngestedObject, ObjectOrigin};
+use mbms_gateway::gateway::streaming::SessionState;
+use mbms_gateway::runtime::key_service::MskClientConfig;
 use mbms_gateway::runtime::metrics::labels::IngestRejectReason;
-use mbms_gateway::runtime::probe::{
+use mbms_gateway::ue::probe::{
     DownloadProbeConfig, DownloadProbeHandle, DownloadReport, ObjectStatus, ProbeKeySource,
     start_download_probe,
 };
-use mbms_gateway::runtime::streaming::SessionState;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -476,7 +477,7 @@ async fn a_registered_ue_decrypts_dcf_files_with_the_msk_delivered_to_it() {
 carousel = { repetitions = 3 }"#,
     )
     .await;
-    let (key_management, ue) = mbms_gateway::runtime::ue::start_loopback_ue(
+    let (key_management, ue) = mbms_gateway::demo::loopback_ue::start_loopback_ue(
         &run.dir.join("ue"),
         run.bmsc.control.clone(),
         KEY_DOMAIN,

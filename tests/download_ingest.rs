@@ -8,7 +8,7 @@
 mod common;
 
 use common::http::http;
-use mbms_gateway::runtime::download::ingest::{
+use mbms_gateway::gateway::download::ingest::{
     IngestedObject, ObjectOrigin, PushConfig, PushServer, PushSessions, WatchConfig, ingest_queue,
     serve_push, spawn_watch,
 };
@@ -52,7 +52,7 @@ struct Watched {
     dir: tempfile::TempDir,
     queue: mpsc::Receiver<IngestedObject>,
     stop: oneshot::Sender<()>,
-    watcher: mbms_gateway::runtime::download::ingest::WatchFolder,
+    watcher: mbms_gateway::gateway::download::ingest::WatchFolder,
 }
 
 fn start_watch(

@@ -7,9 +7,10 @@ mod common;
 
 use common::gateway::*;
 use common::process::{gateway_command, signal};
-use mbms_gateway::runtime::bmsc::{MskClientConfig, RunningBmsc};
-use mbms_gateway::runtime::encoder::{EncoderConfig, start_encoder};
-use mbms_gateway::runtime::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
+use mbms_gateway::bmsc::RunningBmsc;
+use mbms_gateway::demo::encoder::{EncoderConfig, start_encoder};
+use mbms_gateway::runtime::key_service::MskClientConfig;
+use mbms_gateway::ue::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
@@ -291,10 +292,10 @@ async fn a_stream_runs_through_reloads_without_loss() {
 /// reload that changes a process-wide setting is refused and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_session_restarts_and_keeps_its_counters() {
-    use mbms_gateway::runtime::config::GatewayConfig;
-    use mbms_gateway::runtime::gateway::Gateway;
-    use mbms_gateway::runtime::reload::ReloadRefused;
-    use mbms_gateway::runtime::streaming::SessionState;
+    use mbms_gateway::gateway::Gateway;
+    use mbms_gateway::gateway::config::GatewayConfig;
+    use mbms_gateway::gateway::reload::ReloadRefused;
+    use mbms_gateway::gateway::streaming::SessionState;
 
     let dir = temp_dir("gateway-reload-changed");
     let bmsc = start_bmsc(&bmsc_config(
@@ -387,11 +388,11 @@ async fn a_changed_session_restarts_and_keeps_its_counters() {
 /// of the same file starts it once the port is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_that_failed_to_start_is_not_ready_and_retried() {
+    use mbms_gateway::gateway::Gateway;
+    use mbms_gateway::gateway::config::GatewayConfig;
+    use mbms_gateway::gateway::telemetry::watch_gateway;
     use mbms_gateway::runtime::admin::readiness::Readiness;
-    use mbms_gateway::runtime::config::GatewayConfig;
-    use mbms_gateway::runtime::gateway::Gateway;
     use mbms_gateway::runtime::metrics;
-    use mbms_gateway::runtime::telemetry::watch_gateway;
     const RADIO_KEY_GROUP: u16 = 12;
 
     let dir = temp_dir("gateway-reload-failed");
@@ -512,14 +513,14 @@ port = 5004
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_sessions_follow_a_reload() {
     use common::http::http;
+    use mbms_gateway::gateway::Gateway;
+    use mbms_gateway::gateway::config::GatewayConfig;
+    use mbms_gateway::gateway::download::DownloadHandle;
+    use mbms_gateway::gateway::reload::ReloadRefused;
+    use mbms_gateway::gateway::streaming::SessionState;
+    use mbms_gateway::gateway::telemetry::watch_gateway;
     use mbms_gateway::runtime::admin::Readiness;
-    use mbms_gateway::runtime::config::GatewayConfig;
-    use mbms_gateway::runtime::download::DownloadHandle;
-    use mbms_gateway::runtime::gateway::Gateway;
     use mbms_gateway::runtime::metrics;
-    use mbms_gateway::runtime::reload::ReloadRefused;
-    use mbms_gateway::runtime::streaming::SessionState;
-    use mbms_gateway::runtime::telemetry::watch_gateway;
     use std::sync::atomic::Ordering;
 
     let dir = temp_dir("gateway-reload-download");

@@ -6,19 +6,22 @@
 mod common;
 
 use common::gateway::*;
+use mbms_gateway::bmsc::key_management::{
+    KeyManagementConfig, RunningKeyManagement, UserServiceConfig, start_key_management,
+};
+use mbms_gateway::bmsc::{BmscConfig, RunningBmsc};
+use mbms_gateway::gateway::Gateway;
+use mbms_gateway::gateway::config::GatewayConfig;
+use mbms_gateway::gateway::streaming::SessionState;
 use mbms_gateway::protocol::key_request::{
     BackOff, KeyRef, KeyRequest, KeyResponse, MskOutcome, Status, UeMskStore, UeSecurityAssociation,
 };
 use mbms_gateway::protocol::keys::{Msk, MskId, MtkId, Muk};
-use mbms_gateway::runtime::bmsc::key_management::{
-    KeyManagementConfig, RunningKeyManagement, UserServiceConfig, start_key_management,
+use mbms_gateway::runtime::key_service::{MskRecord, MskSet};
+use mbms_gateway::ue::key_management::{
+    KeyRequestClient, KeyRequestError, RunningUe, UeConfig, start_ue,
 };
-use mbms_gateway::runtime::bmsc::{BmscConfig, MskRecord, MskSet, RunningBmsc};
-use mbms_gateway::runtime::config::GatewayConfig;
-use mbms_gateway::runtime::gateway::Gateway;
-use mbms_gateway::runtime::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
-use mbms_gateway::runtime::streaming::SessionState;
-use mbms_gateway::runtime::ue::{KeyRequestClient, KeyRequestError, RunningUe, UeConfig, start_ue};
+use mbms_gateway::ue::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -189,7 +192,7 @@ async fn lab(name: &str) -> Lab {
         "127.0.0.1:0".parse().unwrap(),
         KEY_DOMAIN,
         vec![1, 2],
-        mbms_gateway::runtime::bmsc::KeySource::File { path: keys },
+        mbms_gateway::bmsc::KeySource::File { path: keys },
     );
     let bmsc = start_bmsc(&config).await;
     let km = start_key_management(&km_config(ue_file), bmsc.control.clone())
@@ -587,7 +590,7 @@ fn deploy_examples_parse() {
     let km = config.key_management.expect("[key_management] documented");
     km.validate(&config.key_groups.iter().copied().collect())
         .unwrap();
-    let ues = mbms_gateway::runtime::bmsc::key_management::load_ue_file(
+    let ues = mbms_gateway::bmsc::key_management::load_ue_file(
         &deploy.join("bmsc-ues.example.toml"),
         &km.service_map(),
     )

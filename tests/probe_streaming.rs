@@ -2,16 +2,17 @@
 //! messages to the MIKEY port and SRTP of synthetic-encoder payloads to the
 //! session port, over loopback multicast pinned to 127.0.0.1 with TTL 0.
 
+use mbms_gateway::bmsc::{Bmsc, BmscConfig, KeySource};
 use mbms_gateway::protocol::keys::{KeyDomainId, Mki, Msk, MskId, Mtk, MtkId, MtkKey, MtkSalt};
 use mbms_gateway::protocol::mikey::{MtkMessageParams, build_mtk_message};
 use mbms_gateway::protocol::srtp::{SrtpConfig, SrtpSender};
-use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, KeySource, MskClientConfig, MskRecord};
-use mbms_gateway::runtime::probe::{
+use mbms_gateway::runtime::key_service::{MskClientConfig, MskRecord};
+use mbms_gateway::runtime::synthetic::{SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp};
+use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
+use mbms_gateway::ue::probe::{
     ProbeExpect, ProbeHandle, ProbeKeySource, ProbeReport, StreamingProbeConfig,
     run_streaming_probe, start_streaming_probe,
 };
-use mbms_gateway::runtime::synthetic::{SYNTHETIC_RTP_LEN, SyntheticPacket, build_synthetic_rtp};
-use mbms_gateway::runtime::udp::{EgressOptions, egress_socket};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -365,7 +366,7 @@ fn restarted_sender_is_picked_up_after_repeated_failures() {
     sender.send_packets(30);
     wait_for(&handle, |r| r.srtp.received == 80);
     let report = handle.stop();
-    let failures = u64::from(mbms_gateway::runtime::probe::RESET_AFTER_FAILURES);
+    let failures = u64::from(mbms_gateway::ue::probe::RESET_AFTER_FAILURES);
     assert_eq!(report.srtp.replayed, failures, "{report}");
     assert_eq!(report.srtp.stream_resets, 1);
     assert_eq!(report.srtp.decrypted, 50 + 30 - failures);

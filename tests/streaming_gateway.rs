@@ -6,17 +6,17 @@ mod common;
 
 use common::gateway::*;
 use common::libsrtp::{MasterKey, run_peer};
+use mbms_gateway::gateway::Gateway;
+use mbms_gateway::gateway::config::GatewayConfig;
+use mbms_gateway::gateway::streaming::SessionState;
 use mbms_gateway::protocol::profile::MIKEY_UDP_PORT;
 use mbms_gateway::protocol::srtp::AuthTag;
-use mbms_gateway::runtime::config::GatewayConfig;
-use mbms_gateway::runtime::gateway::Gateway;
 use mbms_gateway::runtime::metrics::labels::DropReason;
-use mbms_gateway::runtime::streaming::SessionState;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
 struct Running {
-    bmsc: mbms_gateway::runtime::bmsc::RunningBmsc,
+    bmsc: mbms_gateway::bmsc::RunningBmsc,
     gateway: Gateway,
     ingest: std::net::SocketAddr,
 }
@@ -295,7 +295,7 @@ async fn bmsc_outage_sends_while_the_msk_is_valid_halts_after_and_resumes() {
 /// one MSK change, and deliver every file byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_decrypts_every_packet_across_mtk_switches_and_an_msk_change() {
-    let summary = mbms_gateway::runtime::demo::run_demo(&Default::default())
+    let summary = mbms_gateway::demo::run_demo(&Default::default())
         .await
         .unwrap();
     assert!(summary.passed, "{summary}");

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::client_config::{ConfigError, de_key_domain_id, invalid, validate_key_groups};
 use crate::protocol::keys::KeyDomainId;
+use crate::runtime::key_service::config::{
+    ConfigError, de_key_domain_id, invalid, validate_key_groups,
+};
 
 /// Reference BM-SC configuration (`mbms-gateway bmsc --config FILE`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -230,8 +232,7 @@ mod tests {
 
     #[test]
     fn deploy_examples_parse() {
-        let bmsc =
-            BmscConfig::from_toml(include_str!("../../../deploy/bmsc.example.toml")).unwrap();
+        let bmsc = BmscConfig::from_toml(include_str!("../../deploy/bmsc.example.toml")).unwrap();
         assert!(bmsc.tls.unwrap().client_ca_file.is_some());
     }
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::msk_set::MskRecord;
-use super::validate::LeaseRecord;
 use crate::protocol::keys::{KeyDomainId, MskId, MtkId};
 use crate::runtime::durable::write_atomically;
+use crate::runtime::key_service::msk_set::MskRecord;
+use crate::runtime::key_service::validate::LeaseRecord;
 
 const STATE_FILE: &str = "bmsc-leases.toml";
 

@@ -22,14 +22,14 @@ use zeroize::Zeroize;
 use super::config::{BmscConfig, GenerateConfig, KeySource, ServerTlsFiles};
 use super::key_management::{KeyManagementConfig, start_key_management};
 use super::lease_book::{GrantError, LeaseBook};
-use super::msk_set::{MskRecord, MskSet, Upsert};
-use super::proto::key_service_server::{KeyService, KeyServiceServer};
-use super::proto::{self, msk_event::Event};
-use super::validate::{
+use crate::protocol::keys::{Msk, MskId, MtkId};
+use crate::runtime::key_service::msk_set::{MskRecord, MskSet, Upsert};
+use crate::runtime::key_service::proto::key_service_server::{KeyService, KeyServiceServer};
+use crate::runtime::key_service::proto::{self, msk_event::Event};
+use crate::runtime::key_service::validate::{
     MskAnswerError, MskScope, key_domain_hex, key_domain_id_from_wire, msk_from_wire,
     msk_id_in_scope, msk_to_wire,
 };
-use crate::protocol::keys::{Msk, MskId, MtkId};
 
 /// Events buffered per watcher before a slow one is cut off (it then reconnects and
 /// gets a fresh snapshot).

@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use super::{RunningUe, UeConfig, start_ue};
-use crate::protocol::key_request::{BackOff, KsNaf, UeSecurityAssociation};
-use crate::protocol::keys::KeyDomainId;
-use crate::runtime::bmsc::BmscControl;
-use crate::runtime::bmsc::key_management::{
+use crate::bmsc::BmscControl;
+use crate::bmsc::key_management::{
     KeyManagementConfig, RunningKeyManagement, UserServiceConfig, start_key_management,
 };
+use crate::protocol::key_request::{BackOff, KsNaf, UeSecurityAssociation};
+use crate::protocol::keys::KeyDomainId;
+use crate::ue::key_management::{RunningUe, UeConfig, start_ue};
 
 /// The User Service the loopback UE registers to.
 pub const LOOPBACK_SERVICE: &str = "urn:mbms-gateway:loopback:service";

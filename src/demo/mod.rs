@@ -5,20 +5,26 @@
 //! MTK switches and one MSK change, prints what was sent and verified, and
 //! passes only if every packet the encoder sent was decrypted and verified and
 //! every file arrived byte-identical.
+//!
+//! - [`encoder`]: the synthetic encoder (RTP at a fixed rate);
+//! - [`loopback_ue`]: a UE and the BM-SC's key management on loopback.
 
-use super::bmsc::MskClientConfig;
-use super::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
-use super::config::GatewayConfig;
-use super::encoder::{EncoderConfig, start_encoder};
-use super::gateway::Gateway;
-use super::probe::{
+pub mod encoder;
+pub mod loopback_ue;
+
+use crate::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
+use crate::gateway::Gateway;
+use crate::gateway::config::GatewayConfig;
+use crate::gateway::streaming::SessionState;
+use crate::protocol::keys::KeyDomainId;
+use crate::runtime::key_service::MskClientConfig;
+use crate::ue::probe::{
     DownloadProbeConfig, DownloadReport, ObjectStatus, ProbeExpect, ProbeKeySource, ProbeReport,
     StreamingProbeConfig, start_download_probe, start_streaming_probe,
 };
-use super::streaming::SessionState;
-use super::ue::start_loopback_ue;
-use crate::protocol::keys::KeyDomainId;
 use anyhow::{Context, Result};
+use encoder::{EncoderConfig, start_encoder};
+use loopback_ue::start_loopback_ue;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;

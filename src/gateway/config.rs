@@ -2,15 +2,15 @@
 //! unknown key an error with its line, validated into typed settings before
 //! anything is sent. `deploy/gateway.toml` documents every field.
 
-use super::admin::AdminConfig;
-use super::bmsc::ConfigError;
-use super::bmsc::MskClientConfig;
-use super::config_lines;
 use super::download::DownloadSession;
 use super::download::ingest::PushConfig;
-use super::units;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
+use crate::runtime::admin::AdminConfig;
+use crate::runtime::config_lines;
+use crate::runtime::key_service::ConfigError;
+use crate::runtime::key_service::MskClientConfig;
+use crate::runtime::units;
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};

@@ -4,9 +4,9 @@
 //! thread sends each batch with one GSO system call and hands the buffer back for
 //! reuse, so the steady state allocates nothing.
 
-use super::log_limit::LogLimiter;
-use super::metrics::{EgressLabel, EgressTotals, LabelValue};
-use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
+use crate::runtime::log_limit::LogLimiter;
+use crate::runtime::metrics::{EgressLabel, EgressTotals, LabelValue};
+use crate::runtime::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

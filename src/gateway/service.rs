@@ -10,12 +10,12 @@
 //! - `SIGTERM`: ingest stops, egress queues drain, the process exits 0. The
 //!   key journal is synced at every write, so it is already complete.
 
-use super::admin::{Readiness, serve_admin};
 use super::config::GatewayConfig;
-use super::gateway::Gateway;
-use super::metrics::{self, ReloadResult};
-use super::sd_notify::{Notifier, watchdog_interval};
+use super::supervisor::Gateway;
 use super::telemetry::{GatewayTelemetry, watch_gateway};
+use crate::runtime::admin::{Readiness, serve_admin};
+use crate::runtime::metrics::{self, ReloadResult};
+use crate::runtime::sd_notify::{Notifier, watchdog_interval};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Duration;

@@ -3,19 +3,19 @@
 //! setting, and every session. [`Gateway::reload`] moves a running gateway to
 //! a new configuration session by session (see [`super::reload`]).
 
-use super::bmsc::MskClient;
 use super::config::{GatewayConfig, StreamingSession};
 use super::download::ingest::{PushServer, PushSessions, serve_push};
 use super::download::sender::SenderStats;
 use super::download::{self, DownloadHandle, DownloadSession, DownloadStats};
 use super::egress::{Egress, EgressStats};
-use super::ingest_pool::IngestPool;
-use super::journal::KeyJournal;
 use super::reload::{
     NamedSession, ReloadRefused, ReloadReport, SessionPlan, check_reloadable, plan,
 };
 use super::streaming::{self, SessionContext, SessionStats, StreamingHandle};
-use super::udp::{EgressOptions, egress_socket};
+use crate::gateway::keys::journal::KeyJournal;
+use crate::gateway::streaming::ingest_workers::IngestPool;
+use crate::runtime::key_service::MskClient;
+use crate::runtime::udp::{EgressOptions, egress_socket};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;

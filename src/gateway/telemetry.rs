@@ -7,18 +7,18 @@
 //! kinds: checks of removed sessions go, started and restarted ones are
 //! watched.
 
-use super::admin::Readiness;
-use super::bmsc::ConnectionState;
-use super::bmsc::MskSet;
 use super::download::sender::SenderStats;
 use super::download::{DownloadHandle, DownloadStats};
 use super::egress::EgressStats;
-use super::gateway::Gateway;
-use super::metrics::{
+use super::streaming::{SessionState, SessionStats, StreamingHandle};
+use super::supervisor::Gateway;
+use crate::runtime::admin::Readiness;
+use crate::runtime::key_service::ConnectionState;
+use crate::runtime::key_service::MskSet;
+use crate::runtime::metrics::{
     BmscMetrics, BmscState, DropReason, EgressMetrics, GatewayMetrics, InputMetrics, LabelValue,
     Metrics, MikeyTransport, ScrapeHook, SessionKind, SessionMetrics, SessionTotals,
 };
-use super::streaming::{SessionState, SessionStats, StreamingHandle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

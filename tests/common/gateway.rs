@@ -3,10 +3,10 @@
 //! every join is on 127.0.0.1.
 
 use super::libsrtp::MasterKey;
+use mbms_gateway::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc};
 use mbms_gateway::protocol::keys::{KeyDomainId, Mki, MskId};
 use mbms_gateway::protocol::mikey::{MtkReceptionState, open_mtk_message, peek_mtk_key_ids};
-use mbms_gateway::runtime::bmsc::MskSet;
-use mbms_gateway::runtime::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc};
+use mbms_gateway::runtime::key_service::MskSet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -14,14 +14,15 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 use super::config::ProvisionedUe;
+use crate::bmsc::BmscControl;
 use crate::protocol::key_request::{KeyRef, Status};
 use crate::protocol::keys::{KeyDomainId, MskId, MtkId};
 use crate::protocol::mikey::serial::serial_gt;
 use crate::protocol::mikey::{
     MskMessageContent, MskMessageParams, MtkIdInterval, build_msk_message, verify_msk_ack,
 };
-use crate::runtime::bmsc::proto::{self, msk_event::Event};
-use crate::runtime::bmsc::{BmscControl, MskRecord};
+use crate::runtime::key_service::MskRecord;
+use crate::runtime::key_service::proto::{self, msk_event::Event};
 
 /// What the Key Distribution function has done, for tests and operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -118,7 +118,7 @@ pub async fn start_key_management(
 /// Every change of the key server goes to the registered UEs.
 async fn push_changes(
     distribution: Arc<Distribution>,
-    mut events: broadcast::Receiver<super::proto::MskEvent>,
+    mut events: broadcast::Receiver<crate::runtime::key_service::proto::MskEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {

@@ -4,13 +4,13 @@
 //! §6.6).
 
 use super::ingest::WatchConfig;
+use crate::gateway::config::{MtkSettings, validate_egress};
 use crate::protocol::dcf::EncryptionMethod;
 use crate::protocol::flute::carousel::CarouselConfig;
 use crate::protocol::flute::fdt::FdtTemplate;
 use crate::protocol::flute::fec::FecScheme;
 use crate::protocol::flute::object_sender::DEFAULT_MAX_SOURCE_BLOCK_LENGTH;
 use crate::protocol::flute::toi::DEFAULT_MAX_TOI;
-use crate::runtime::config::{MtkSettings, validate_egress};
 use crate::runtime::units;
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;

@@ -4,10 +4,10 @@
 //! its transmissions the session is closed on the wire and the command ends.
 
 use super::ingest::{IngestedObject, ObjectOrigin, content_type};
+use crate::gateway::Gateway;
+use crate::gateway::config::GatewayConfig;
+use crate::gateway::keys::key_task::SessionState;
 use crate::protocol::flute::content_location::content_location_from_segments;
-use crate::runtime::config::GatewayConfig;
-use crate::runtime::gateway::Gateway;
-use crate::runtime::key_task::SessionState;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

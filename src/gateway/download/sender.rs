@@ -7,6 +7,7 @@
 //! receiver that joins mid-object learns the whole carousel.
 
 use super::protect::ProtectedObject;
+use crate::gateway::egress::{Batcher, Egress, EgressKind};
 use crate::protocol::flute::carousel::{Carousel, CarouselAction, CarouselObject, ObjectLifetime};
 use crate::protocol::flute::fdt::{FdtFecOti, FdtInstance, FdtTemplate};
 use crate::protocol::flute::fec::{FecObjectSender, FecScheme};
@@ -14,7 +15,6 @@ use crate::protocol::flute::lct;
 use crate::protocol::flute::object_sender::{ObjectKind, ObjectSenderConfig};
 use crate::protocol::pacer::Pacer;
 use crate::protocol::profile;
-use crate::runtime::egress::{Batcher, Egress, EgressKind};
 use crate::runtime::metrics::LatencyMetrics;
 use std::collections::HashMap;
 use std::fs::File;
@@ -726,9 +726,9 @@ fn owned(action: CarouselAction<'_>) -> OwnedAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::download::config::DEFAULT_FDT_TEMPLATE;
     use crate::protocol::flute::carousel::CarouselConfig;
     use crate::protocol::keys::{Mki, MskId, MtkId};
-    use crate::runtime::download::config::DEFAULT_FDT_TEMPLATE;
     use std::net::UdpSocket;
     use std::path::Path;
     use std::sync::mpsc::{SyncSender, sync_channel};

@@ -6,8 +6,8 @@
 //! A journal that exists but cannot be read is an error, never an empty start:
 //! starting from zero could repeat counters the UEs have already seen.
 
-use super::durable::write_atomically;
 use crate::protocol::keys::{KeyDomainId, MskId};
+use crate::runtime::durable::write_atomically;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

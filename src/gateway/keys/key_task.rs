@@ -7,10 +7,10 @@
 //! context; a download session carousels the message as a FLUTE object and
 //! protects new objects under the new MTK ([`KeyEvents`]).
 
-use super::bmsc::MskSet;
 use super::mtk_keys::{LeaseSource, MtkKeys};
 use crate::protocol::keys::{Mki, Mtk};
 use crate::protocol::mtk_schedule::{MtkAction, MtkSchedule};
+use crate::runtime::key_service::MskSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;

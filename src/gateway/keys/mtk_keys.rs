@@ -4,11 +4,13 @@
 //! (so a restart never repeats one). Builds the MIKEY MTK messages (TS 33.246
 //! §6.3.3.2) that announce them.
 
-use super::bmsc::{LeaseError, LeaseRecord, MskClient, MskRecord, MskSet, RpcError};
 use super::journal::{KeyJournal, MskMarks};
 use crate::protocol::keys::{KeyDomainId, Mki, MskId, Mtk, MtkId, MtkKey, MtkSalt};
 use crate::protocol::mikey::{MtkMessageParams, build_mtk_message};
 use crate::protocol::reservation::{Reservation, Take};
+use crate::runtime::key_service::{
+    LeaseError, LeaseRecord, MskClient, MskRecord, MskSet, RpcError,
+};
 use rand::RngCore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

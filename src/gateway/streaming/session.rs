@@ -11,23 +11,23 @@
 //! - the **key task** ([`KeyTask`], tokio) drives the MTK schedule; its
 //!   events re-key the ingest side and send MTK messages to UDP 2269.
 
-use super::bmsc::MskSet;
-use super::config::StreamingSession;
-use super::egress::{Batcher, Egress, EgressKind, EgressStats};
-use super::ingest_pool::{IngestPool, IngestSession, IngestSlot, IngestWaker};
-use super::journal::KeyJournal;
-pub use super::key_task::SessionState;
-use super::key_task::{KeyEvents, KeyTask};
-use super::log_limit::LogLimiter;
-use super::metrics::LatencyMetrics;
-use super::metrics::labels::{DropReason, LabelValue};
-use super::mtk_keys::{LeaseSource, MtkKeys};
-use super::udp::{IngestOptions, ingest_socket};
+use super::ingest_workers::{IngestPool, IngestSession, IngestSlot, IngestWaker};
+use crate::gateway::config::StreamingSession;
+use crate::gateway::egress::{Batcher, Egress, EgressKind, EgressStats};
+use crate::gateway::keys::journal::KeyJournal;
+pub use crate::gateway::keys::key_task::SessionState;
+use crate::gateway::keys::key_task::{KeyEvents, KeyTask};
+use crate::gateway::keys::mtk_keys::{LeaseSource, MtkKeys};
 use crate::protocol::ingest::{IngestKind, IngestReject, SequenceContinuity, classify};
 use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::mtk_schedule::MtkSchedule;
 use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::protocol::srtp::{SrtpConfig, SrtpError, SrtpSender};
+use crate::runtime::key_service::MskSet;
+use crate::runtime::log_limit::LogLimiter;
+use crate::runtime::metrics::LatencyMetrics;
+use crate::runtime::metrics::labels::{DropReason, LabelValue};
+use crate::runtime::udp::{IngestOptions, ingest_socket};
 use anyhow::{Context, Result};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};

@@ -19,7 +19,7 @@ use tonic::{Code, Status};
 use zeroize::Zeroize;
 
 use super::backoff::{Backoff, random_unit};
-use super::client_config::{ConfigError, MskClientConfig};
+use super::config::{ConfigError, MskClientConfig};
 use super::msk_set::{MskRecord, MskSet, MskSetError, Upsert};
 use super::proto::key_service_client::KeyServiceClient;
 use super::proto::{self, msk_event::Event};

@@ -1,29 +1,26 @@
-//! The BM-SC connection: the gRPC contract (`proto/bmsc.proto`), the gateway's client
-//! that keeps the MSKs and leases MTK-ID / counter ranges, and a reference BM-SC key
-//! server for labs, demos and tests.
+//! The BM-SC `KeyService` contract (`proto/bmsc.proto`, gRPC) and its
+//! client. The gateway watches its Key Groups' MSKs and leases MTK-ID /
+//! counter ranges through it; the probe can take its MSKs the same way; the
+//! reference BM-SC ([`crate::bmsc`]) serves it.
 //!
 //! - [`msk_set`]: which MSK is current (pure, clock-free rules).
-//! - [`validate`]: every BM-SC answer checked before it is installed.
+//! - [`validate`]: every BM-SC answer checked before it is installed, and
+//!   the wire form of a record.
 //! - [`client`]: [`MskClient`], reconnecting watch stream + leases.
-//! - [`server`]: [`serve`] / [`Bmsc`], the reference key server.
+//! - [`config`]: the client's TOML settings and the rules every BM-SC
+//!   configuration shares.
 
 pub mod backoff;
 pub mod client;
-pub mod client_config;
 pub mod config;
-pub mod key_management;
-pub mod lease_book;
 pub mod msk_set;
-pub mod server;
 pub mod validate;
 
 pub use client::{
     ClientError, ClientStatus, ConnectionState, CurrentMskError, LeaseError, MskClient, RpcError,
 };
-pub use client_config::{ClientTlsFiles, ConfigError, MskClientConfig};
-pub use config::{BmscConfig, GenerateConfig, KeySource, ServerTlsFiles};
+pub use config::{ClientTlsFiles, ConfigError, MskClientConfig};
 pub use msk_set::{MskRecord, MskSet, MskSetError, Upsert};
-pub use server::{Bmsc, BmscControl, RunningBmsc, load_key_file, serve};
 pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError, MskScope};
 
 /// Code generated from `proto/bmsc.proto` (package `mbms.bmsc.v1`).

@@ -12,7 +12,7 @@ use zeroize::Zeroize;
 
 use crate::protocol::key_request::{BackOff, KsNaf, UeSecurityAssociation};
 use crate::protocol::keys::KeyDomainId;
-use crate::runtime::bmsc::client_config::parse_key_domain_id;
+use crate::runtime::key_service::config::parse_key_domain_id;
 
 /// Everything a UE agent needs.
 #[derive(Debug, Clone)]

@@ -11,11 +11,9 @@
 
 pub mod client;
 pub mod config;
-pub mod loopback;
 
 pub use client::{KeyRequestClient, KeyRequestError};
 pub use config::UeConfig;
-pub use loopback::start_loopback_ue;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,7 +29,7 @@ use crate::protocol::key_request::{
 };
 use crate::protocol::keys::{KeyDomainId, MskId};
 use crate::protocol::mikey::{MikeyError, build_msk_ack};
-use crate::runtime::bmsc::{MskRecord, MskSet};
+use crate::runtime::key_service::{MskRecord, MskSet};
 
 /// Largest datagram read on the MSK port.
 const RECV_BUFFER: usize = 2048;

@@ -7,8 +7,8 @@ use crate::protocol::keys::{KeyDomainId, Mki, MskId, Mtk};
 use crate::protocol::mikey::{
     MikeyError, MtkIdInterval, MtkReceptionState, PeekedMessage, open_mtk_message, peek_message,
 };
-use crate::runtime::bmsc::{MskClientConfig, MskRecord, MskSet};
-use crate::runtime::ue::UeKeys;
+use crate::runtime::key_service::{MskClientConfig, MskRecord, MskSet};
+use crate::ue::key_management::UeKeys;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub enum ProbeKeySource {
     /// A key file in the reference BM-SC's format (see
-    /// [`load_key_file`](crate::runtime::bmsc::load_key_file)), restricted to
+    /// [`load_key_file`](crate::bmsc::load_key_file)), restricted to
     /// these Key Groups.
     KeyFile { path: PathBuf, key_groups: Vec<u16> },
     /// MSKs given directly (tests, the demo).
@@ -27,7 +27,7 @@ pub enum ProbeKeySource {
     /// as they arrive.
     Bmsc(MskClientConfig),
     /// The MSKs of a UE agent (registration and MIKEY MSK delivery, see
-    /// [`crate::runtime::ue`]); MTK messages under an MSK it lacks are
+    /// [`crate::ue::key_management`]); MTK messages under an MSK it lacks are
     /// reported to it as a missed key update.
     Ue(UeKeys),
 }
