@@ -11,4 +11,4 @@ pub mod lease_book;
 pub mod server;
 
 pub use config::{BmscConfig, GenerateConfig, KeySource, ServerTlsFiles};
-pub use server::{Bmsc, BmscControl, RunningBmsc, load_key_file, serve};
+pub use server::{Bmsc, BmscControl, RunningBmsc, serve};

@@ -9,10 +9,12 @@
 //! - [`client`]: [`MskClient`], reconnecting watch stream + leases.
 //! - [`config`]: the client's TOML settings and the rules every BM-SC
 //!   configuration shares.
+//! - [`key_file`]: MSKs from a TOML file instead of the BM-SC.
 
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod key_file;
 pub mod msk_set;
 pub mod validate;
 
@@ -20,6 +22,7 @@ pub use client::{
     ClientError, ClientStatus, ConnectionState, CurrentMskError, LeaseError, MskClient, RpcError,
 };
 pub use config::{ClientTlsFiles, ConfigError, MskClientConfig};
+pub use key_file::load_key_file;
 pub use msk_set::{MskRecord, MskSet, MskSetError, Upsert};
 pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError, MskScope};
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub enum ProbeKeySource {
     /// A key file in the reference BM-SC's format (see
-    /// [`load_key_file`](crate::bmsc::load_key_file)), restricted to
+    /// [`load_key_file`](crate::runtime::key_service::load_key_file)), restricted to
     /// these Key Groups.
     KeyFile { path: PathBuf, key_groups: Vec<u16> },
     /// MSKs given directly (tests, the demo).

@@ -22,9 +22,9 @@ pub use keys::ProbeKeySource;
 pub use report::{MikeyStats, ProbeExpect, ProbeReport, SrtpStats, StreamStats};
 pub use streaming::{MAX_HELD_PACKETS, RESET_AFTER_FAILURES};
 
-use crate::bmsc::load_key_file;
 use crate::protocol::keys::KeyDomainId;
 use crate::protocol::profile::MIKEY_UDP_PORT;
+use crate::runtime::key_service::load_key_file;
 use crate::runtime::key_service::{MskClient, MskScope};
 use crate::runtime::udp::{IngestOptions, ingest_socket};
 use anyhow::{Context, Result};
