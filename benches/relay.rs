@@ -3,9 +3,9 @@
 //!
 //! Both relays read a nonblocking ingest socket (`runtime::udp::ingest_socket`)
 //! in bursts of 64 after `poll`, and hand GSO batches through a
-//! `runtime::egress::Batcher` to an `Egress` sender thread on an
+//! `gateway::egress::Batcher` to an `Egress` sender thread on an
 //! `egress_socket`. The gateway path is a real streaming session
-//! (`runtime::streaming::start`): classify, sequence continuity, SRTP protect
+//! (`gateway::streaming::start`): classify, sequence continuity, SRTP protect
 //! under an MTK drawn from an in-process MSK (no BM-SC, no gRPC). The plain
 //! relay, built here, forwards the datagrams untouched.
 //!
