@@ -3,7 +3,7 @@
 //! §6.3.3.2.2).
 //!
 //! Two parts:
-//! - the **ingest side** ([`SessionIngest`], run by a worker of the gateway's
+//! - the **ingest side** (`SessionIngest`, run by a worker of the gateway's
 //!   [`IngestPool`] together with other sessions) receives RTP from every
 //!   flow, checks it, renumbers restarted encoders, protects it with the
 //!   active MTK and hands GSO batches to the egress thread. It owns the
