@@ -40,7 +40,7 @@
 //! `cargo bench --bench relay -- --measurement-time 3 --warm-up-time 1`; without
 //! `--bench` (e.g. `cargo test --benches`) it runs a short smoke pass.
 
-use mbms_gateway::gateway::config::{Flow, MtkSettings, StreamingSession};
+use mbms_gateway::gateway::config::{Flow, MtkSettings, SrtpSettings, StreamingSession};
 use mbms_gateway::gateway::egress::{Batcher, Egress, EgressKind};
 use mbms_gateway::gateway::keys::journal::KeyJournal;
 use mbms_gateway::gateway::keys::mtk_keys::LeaseSource;
@@ -520,6 +520,7 @@ impl GatewayRelay {
                 lead: Duration::from_millis(100),
                 ..MtkSettings::default()
             },
+            srtp: SrtpSettings::default(),
             flows: vec![Flow {
                 name: None,
                 ingest: SocketAddr::new(LOCALHOST, 0),

@@ -8,6 +8,7 @@ use mbms_gateway::demo::{DemoOptions, run_demo};
 use mbms_gateway::gateway::config::GatewayConfig;
 use mbms_gateway::gateway::download::send::send_files;
 use mbms_gateway::gateway::service::run_gateway;
+use mbms_gateway::protocol::srtp::RocTransmission;
 use mbms_gateway::runtime::key_service::MskClientConfig;
 use mbms_gateway::runtime::key_service::config::parse_key_domain_id;
 use mbms_gateway::ue::key_management::{UeConfig, start_ue};
@@ -134,6 +135,13 @@ struct ProbeArgs {
     /// Exit non-zero unless at least this many MTK switches were seen.
     #[arg(long)]
     expect_min_mtk_switches: Option<u64>,
+    /// How the session carries the ROC (RFC 4771): none, rccm1, rccm2 or
+    /// rccm3, as its `[streaming.srtp] roc_transmission` (default: rccm2).
+    #[arg(long)]
+    roc_transmission: Option<String>,
+    /// R of the session's ROC transmission (default 16).
+    #[arg(long)]
+    roc_rate: Option<u16>,
 }
 
 async fn probe(args: ProbeArgs) -> Result<ExitCode> {
@@ -160,6 +168,8 @@ async fn probe(args: ProbeArgs) -> Result<ExitCode> {
         _ => anyhow::bail!("give the MSKs with --key-file, --bmsc or --ue-file"),
     };
     let mut config = StreamingProbeConfig::new(args.group, args.ports, key_domain_id, key_source);
+    config.roc = RocTransmission::from_setting(args.roc_transmission.as_deref(), args.roc_rate)
+        .map_err(|e| anyhow::anyhow!("--roc-transmission / --roc-rate: {e}"))?;
     config.interface = args.interface;
     config.duration = args.seconds.map(std::time::Duration::from_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

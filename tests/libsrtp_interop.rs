@@ -6,7 +6,8 @@
 use mbms_gateway::protocol::codec::Codec;
 use mbms_gateway::protocol::keys::{Mki, MskId, Mtk, MtkId, MtkKey, MtkSalt};
 use mbms_gateway::protocol::srtp::{
-    AuthTag, RtcpHeader, RtpExtension, RtpHeader, SrtpConfig, SrtpReceiver, SrtpSender,
+    AuthTag, RocTransmission, RtcpHeader, RtpExtension, RtpHeader, SrtpConfig, SrtpReceiver,
+    SrtpSender,
 };
 
 mod common;
@@ -71,10 +72,13 @@ fn key_number(i: usize) -> u8 {
     u8::from(i >= SWITCH_AT)
 }
 
-/// The MBMS profile (6-byte MKI) with the given SRTP tag.
+/// The MBMS profile (6-byte MKI) with the given SRTP tag and the RFC 3711
+/// default transform on every packet (`libsrtp_late_join.rs` covers the ROC
+/// on air).
 fn config(tag: AuthTag) -> SrtpConfig {
     SrtpConfig {
         tag,
+        roc: RocTransmission::None,
         ..SrtpConfig::mbms()
     }
 }

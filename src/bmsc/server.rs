@@ -534,8 +534,6 @@ fn server_tls(files: &ServerTlsFiles) -> anyhow::Result<ServerTlsConfig> {
     Ok(tls)
 }
 
-/// One MSK of a key file.
-
 /// Generates the MSKs of one Key Group on the configured schedule.
 async fn rotate(shared: Arc<Shared>, key_group: u16, schedule: GenerateConfig) {
     let mut not_before = unix_now();

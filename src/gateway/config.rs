@@ -6,6 +6,7 @@ use super::download::DownloadSession;
 use super::download::ingest::PushConfig;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
+use crate::protocol::srtp::{RocSettingError, RocTransmission, SrtpConfig};
 use crate::runtime::admin::AdminConfig;
 use crate::runtime::config_lines;
 use crate::runtime::key_service::ConfigError;
@@ -66,8 +67,39 @@ pub struct StreamingSession {
     pub dscp: u8,
     #[serde(default)]
     pub mtk: MtkSettings,
+    #[serde(default)]
+    pub srtp: SrtpSettings,
     #[serde(rename = "flow")]
     pub flows: Vec<Flow>,
+}
+
+/// `[streaming.srtp]`: how the session's SRTP packets carry the ROC, so a
+/// UE tuning in at any time can decrypt (RFC 4771; the profile's choice is
+/// [`crate::protocol::profile::srtp::ROC_TRANSMISSION`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtpSettings {
+    /// "none", "rccm1", "rccm2" or "rccm3" (default: the profile's, rccm2).
+    pub roc_transmission: Option<String>,
+    /// R: a packet whose SEQ is 0 mod R carries the ROC (default 16).
+    pub roc_rate: Option<u16>,
+}
+
+impl SrtpSettings {
+    /// The ROC transmission these settings name.
+    pub fn roc(&self) -> Result<RocTransmission, RocSettingError> {
+        RocTransmission::from_setting(self.roc_transmission.as_deref(), self.roc_rate)
+    }
+
+    /// The session's SRTP configuration: the MBMS profile with this ROC
+    /// transmission, for `max_streams` SSRCs.
+    pub fn srtp_config(&self, max_streams: usize) -> Result<SrtpConfig, RocSettingError> {
+        Ok(SrtpConfig {
+            roc: self.roc()?,
+            max_streams,
+            ..SrtpConfig::mbms()
+        })
+    }
 }
 
 fn default_ttl() -> u32 {
@@ -251,6 +283,15 @@ impl GatewayConfig {
                 "{at}.flow: a session needs at least one flow"
             );
             s.mtk.validate(&at)?;
+            s.srtp.roc().map_err(|e| {
+                let field =
+                    if s.srtp.roc_rate.is_some() && !matches!(e, RocSettingError::UnknownMode(_)) {
+                        "roc_rate"
+                    } else {
+                        "roc_transmission"
+                    };
+                anyhow::anyhow!("{at}.srtp.{field}: {e}")
+            })?;
             ensure!(
                 egress.insert((s.destination, MIKEY_UDP_PORT)),
                 "{at}.destination: {}:{MIKEY_UDP_PORT} (MIKEY) is used by another session",

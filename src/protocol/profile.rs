@@ -56,6 +56,23 @@ pub mod srtp {
     pub const AUTH_TAG_LEN: usize = 10;
     /// Key derivation rate 0: session keys derived once per master key.
     pub const KEY_DERIVATION_RATE: u64 = 0;
+    /// The ROC on air (RFC 4771): RCCm2 on every 16th packet. MBMS has no
+    /// receiver feedback, so a UE joining after a sequence wrap learns the ROC
+    /// only from the stream. RCCm2 keeps the default HMAC-SHA1-80 tag on every
+    /// other packet: a service announced with integrity protection on
+    /// (seed §6.3.2.1A) stays authenticated on every packet, and those packets
+    /// are plain `AES_CM_128_HMAC_SHA1_80` to any RFC 3711 receiver that knows
+    /// the ROC. RCCm1 and RCCm3 would leave 15 of every 16 packets without
+    /// integrity. The RCC packets keep the 10-byte tag: ROC ‖ a 48-bit MAC.
+    /// R = 16 bounds a late joiner's wait to 16 packets (0.3 s for a 50
+    /// packets/s audio stream), well inside the MTK message re-send interval.
+    pub const ROC_TRANSMISSION: crate::protocol::srtp::RocTransmission =
+        crate::protocol::srtp::RocTransmission::Rcc {
+            mode: crate::protocol::srtp::RccMode::Rccm2,
+            rate: ROC_RATE,
+        };
+    /// R of [`ROC_TRANSMISSION`]: a packet carries the ROC when its SEQ is 0 mod R.
+    pub const ROC_RATE: core::num::NonZeroU16 = core::num::NonZeroU16::new(16).unwrap();
 }
 
 /// OMA DRM v2 DCF for download sessions (TS 33.246 §6.6.3 as profiled).

@@ -48,13 +48,66 @@ pub fn run_peer(
     keys: &[MasterKey],
     records: &[(u8, Vec<u8>)],
 ) -> Vec<(i32, Vec<u8>)> {
+    let records: Vec<PeerRecord> = records
+        .iter()
+        .map(|(key_number, packet)| PeerRecord {
+            key_number: *key_number,
+            set_roc: None,
+            packet: packet.clone(),
+        })
+        .collect();
+    run(mode, tag_arg(Some(tag)), None, keys, &records)
+}
+
+/// One packet for the peer of one SSRC.
+pub struct PeerRecord {
+    /// The master key a protect mode uses.
+    pub key_number: u8,
+    /// `srtp_set_stream_roc` to this value before the packet.
+    pub set_roc: Option<u32>,
+    pub packet: Vec<u8>,
+}
+
+/// The SRTP integrity libsrtp is to apply: an HMAC-SHA1 tag, or none
+/// (`srtp_crypto_policy_set_aes_cm_128_null_auth`).
+pub fn tag_arg(tag: Option<AuthTag>) -> &'static str {
+    match tag {
+        Some(AuthTag::HmacSha1_80) => "80",
+        Some(AuthTag::HmacSha1_32) => "32",
+        None => "0",
+    }
+}
+
+/// Runs the peer with one stream of `ssrc` (so its ROC can be set), SRTP
+/// integrity `tag` ([`tag_arg`]); returns (status, packet) per record.
+pub fn run_peer_on_ssrc(
+    mode: &str,
+    tag: Option<AuthTag>,
+    ssrc: u32,
+    keys: &[MasterKey],
+    records: &[PeerRecord],
+) -> Vec<(i32, Vec<u8>)> {
+    run(mode, tag_arg(tag), Some(ssrc), keys, records)
+}
+
+fn run(
+    mode: &str,
+    tag: &str,
+    ssrc: Option<u32>,
+    keys: &[MasterKey],
+    records: &[PeerRecord],
+) -> Vec<(i32, Vec<u8>)> {
     let mut input = Vec::new();
-    for (key_number, packet) in records {
-        input.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+    for record in records {
+        input.extend_from_slice(&(record.packet.len() as u32).to_be_bytes());
         if mode.starts_with("protect") {
-            input.push(*key_number);
+            input.push(record.key_number);
         }
-        input.extend_from_slice(packet);
+        if ssrc.is_some() {
+            let field = record.set_roc.map_or(0, |roc| roc + 1);
+            input.extend_from_slice(&field.to_be_bytes());
+        }
+        input.extend_from_slice(&record.packet);
     }
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let exe = peer();
@@ -62,10 +115,10 @@ pub fn run_peer(
     let input_path = exe.with_file_name(format!("{mode}-{}-{run}.bin", std::process::id()));
     std::fs::write(&input_path, &input).unwrap();
     let mut command = Command::new(exe);
-    command.arg(mode).arg(match tag {
-        AuthTag::HmacSha1_80 => "80",
-        AuthTag::HmacSha1_32 => "32",
-    });
+    command.arg(mode).arg(tag);
+    if let Some(ssrc) = ssrc {
+        command.arg(format!("ssrc={ssrc:08x}"));
+    }
     for (mki, mtk) in keys {
         let mut master = mtk.key.expose().to_vec();
         master.extend_from_slice(mtk.salt.expose());

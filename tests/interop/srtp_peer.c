@@ -1,16 +1,20 @@
 /*
  * libsrtp as an independent SRTP/SRTCP peer for tests/libsrtp_interop.rs.
  *
- * Usage: srtp_peer MODE TAG MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]
+ * Usage: srtp_peer MODE TAG [ssrc=HEX] MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]
  *   MODE     protect | unprotect | protect-rtcp | unprotect-rtcp
- *   TAG      80 | 32: HMAC-SHA1 tag bits on SRTP (SRTCP always uses 80)
+ *   TAG      80 | 32: HMAC-SHA1 tag bits on SRTP (SRTCP always uses 80);
+ *            0: no integrity on SRTP (null auth, no tag)
+ *   ssrc=HEX one stream of that SSRC instead of any SSRC; its ROC can then
+ *            be set with srtp_set_stream_roc before a packet (see below)
  *   KEY_HEX  30 bytes: 16-byte master key followed by the 14-byte master salt
  *   MKI_HEX  the MKI of that master key (all MKIs of one length)
  *
  * Profile: AES-CM-128 with HMAC-SHA1, kdr 0, replay window 128, any SSRC.
  *
  * stdin holds records, big-endian: u32 length, u8 master key number (protect
- * modes only), then the packet. For each record stdout gets: i32 libsrtp
+ * modes only), with ssrc= a u32 ROC field (0: leave the ROC, n: set it to
+ * n - 1 first), then the packet. For each record stdout gets: i32 libsrtp
  * status, u32 length, the packet after (un)protection (length 0 on error).
  */
 #include <srtp2/srtp.h>
@@ -58,13 +62,24 @@ static void write_u32(uint32_t value)
 
 int main(int argc, char **argv)
 {
-    if (argc < 5 || (argc - 3) % 2 != 0 || (argc - 3) / 2 > MAX_KEYS) {
-        die("usage: srtp_peer MODE TAG MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]");
+    if (argc < 5) {
+        die("usage: srtp_peer MODE TAG [ssrc=HEX] MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]");
     }
     const char *mode = argv[1];
     int short_tag = strcmp(argv[2], "32") == 0;
-    if (!short_tag && strcmp(argv[2], "80") != 0) {
-        die("TAG must be 80 or 32");
+    int null_auth = strcmp(argv[2], "0") == 0;
+    if (!short_tag && !null_auth && strcmp(argv[2], "80") != 0) {
+        die("TAG must be 80, 32 or 0");
+    }
+    int one_ssrc = strncmp(argv[3], "ssrc=", 5) == 0;
+    uint32_t ssrc = 0;
+    if (one_ssrc) {
+        ssrc = (uint32_t)strtoul(argv[3] + 5, NULL, 16);
+        argv++;
+        argc--;
+    }
+    if (argc < 5 || (argc - 3) % 2 != 0 || (argc - 3) / 2 > MAX_KEYS) {
+        die("usage: srtp_peer MODE TAG [ssrc=HEX] MKI_HEX KEY_HEX [MKI_HEX KEY_HEX ...]");
     }
     int protect = strcmp(mode, "protect") == 0 || strcmp(mode, "protect-rtcp") == 0;
     int rtcp = strcmp(mode, "protect-rtcp") == 0 || strcmp(mode, "unprotect-rtcp") == 0;
@@ -94,11 +109,18 @@ int main(int argc, char **argv)
     memset(&policy, 0, sizeof(policy));
     if (short_tag) {
         srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&policy.rtp);
+    } else if (null_auth) {
+        srtp_crypto_policy_set_aes_cm_128_null_auth(&policy.rtp);
     } else {
         srtp_crypto_policy_set_rtp_default(&policy.rtp);
     }
     srtp_crypto_policy_set_rtcp_default(&policy.rtcp);
-    policy.ssrc.type = protect ? ssrc_any_outbound : ssrc_any_inbound;
+    if (one_ssrc) {
+        policy.ssrc.type = ssrc_specific;
+        policy.ssrc.value = ssrc;
+    } else {
+        policy.ssrc.type = protect ? ssrc_any_outbound : ssrc_any_inbound;
+    }
     policy.key = NULL;
     policy.keys = master_ptrs;
     policy.num_master_keys = (unsigned long)num_keys;
@@ -118,9 +140,16 @@ int main(int argc, char **argv)
         uint32_t len = (uint32_t)len_bytes[0] << 24 | (uint32_t)len_bytes[1] << 16 |
                        (uint32_t)len_bytes[2] << 8 | len_bytes[3];
         unsigned char key_number = 0;
+        unsigned char roc_bytes[4] = {0, 0, 0, 0};
         if (len > MAX_PACKET || (protect && !read_exact(&key_number, 1)) ||
-            !read_exact(packet, len)) {
+            (one_ssrc && !read_exact(roc_bytes, 4)) || !read_exact(packet, len)) {
             die("bad input record");
+        }
+        uint32_t roc_field = (uint32_t)roc_bytes[0] << 24 | (uint32_t)roc_bytes[1] << 16 |
+                             (uint32_t)roc_bytes[2] << 8 | roc_bytes[3];
+        if (roc_field != 0 && srtp_set_stream_roc(session, ssrc, roc_field - 1) !=
+                                  srtp_err_status_ok) {
+            die("srtp_set_stream_roc failed");
         }
         int out_len = (int)len;
         if (protect && rtcp) {

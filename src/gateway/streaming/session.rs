@@ -22,7 +22,7 @@ use crate::protocol::ingest::{IngestKind, IngestReject, SequenceContinuity, clas
 use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::mtk_schedule::MtkSchedule;
 use crate::protocol::profile::MIKEY_UDP_PORT;
-use crate::protocol::srtp::{SrtpConfig, SrtpError, SrtpSender};
+use crate::protocol::srtp::{SrtpError, SrtpSender};
 use crate::runtime::key_service::MskSet;
 use crate::runtime::log_limit::LogLimiter;
 use crate::runtime::metrics::LatencyMetrics;
@@ -142,6 +142,12 @@ pub fn start<L: LeaseSource + 'static>(
     session: &StreamingSession,
     ctx: SessionContext<L>,
 ) -> Result<StreamingHandle> {
+    let srtp_config = session
+        .srtp
+        .srtp_config(MAX_SSRCS)
+        .with_context(|| format!("session {}: srtp", session.name))?;
+    let srtp =
+        SrtpSender::new(srtp_config).with_context(|| format!("session {}: srtp", session.name))?;
     let mut flows = Vec::new();
     let mut ingest_addrs = Vec::new();
     for (i, flow) in session.flows.iter().enumerate() {
@@ -174,11 +180,11 @@ pub fn start<L: LeaseSource + 'static>(
         Box::new(SessionIngest::new(
             session.name.clone(),
             flows,
+            srtp,
             egress.clone(),
             ctl_rx,
             stats.clone(),
             state_tx.clone(),
-            LatencyMetrics::new(&session.name),
         )),
     )?;
     let task = KeyTask {
@@ -242,36 +248,35 @@ struct SessionIngest {
 
 /// Datagrams read from one socket before the others get a turn.
 const BURST: usize = 64;
+/// SSRCs a session protects at once (encoders that restart under a new SSRC
+/// leave old ones behind until they age out).
+const MAX_SSRCS: usize = 64;
 
 impl SessionIngest {
     fn new(
         name: String,
         flows: Vec<IngestFlow>,
+        srtp: SrtpSender,
         egress: Egress,
         ctl: Receiver<KeyCommand>,
         stats: Arc<SessionStats>,
         state: Arc<watch::Sender<SessionState>>,
-        latency: LatencyMetrics,
     ) -> Self {
-        let config = SrtpConfig::mbms();
+        let config = srtp.config();
         let max_ingest = MAX_EGRESS_DATAGRAM - config.rtp_overhead().max(config.rtcp_overhead());
         Self {
-            name,
             flows,
             batcher: Batcher::new(egress),
             ctl,
             stats,
-            srtp: SrtpSender::new(SrtpConfig {
-                max_streams: 64,
-                ..config
-            })
-            .expect("the MBMS SRTP profile is valid"),
-            continuity: SequenceContinuity::new(64),
+            srtp,
+            continuity: SequenceContinuity::new(MAX_SSRCS),
             max_ingest,
             state,
             receive_failures: LogLimiter::default(),
             refused: LogLimiter::default(),
-            latency,
+            latency: LatencyMetrics::new(&name),
+            name,
             forwarded: false,
         }
     }

@@ -40,6 +40,7 @@ mod crypto;
 mod index;
 mod kdf;
 mod keyring;
+mod rcc;
 mod receiver;
 mod rtp;
 mod sender;
@@ -47,7 +48,8 @@ mod srtcp;
 mod streams;
 
 pub use keyring::MkiBytes;
-pub use receiver::SrtpReceiver;
+pub use rcc::{ROC_LEN, RccMode, RocSettingError, RocTransmission};
+pub use receiver::{RocSource, SrtpReceiver, Unprotected};
 pub use rtp::{RtcpHeader, RtpExtension, RtpHeader};
 pub use sender::SrtpSender;
 
@@ -95,10 +97,13 @@ pub struct SrtpConfig {
     /// Most SSRCs tracked at once; state for all of them is allocated up front so
     /// the packet path never allocates and hostile input cannot grow memory.
     pub max_streams: usize,
+    /// Whether and how packets carry the ROC (RFC 4771).
+    pub roc: RocTransmission,
 }
 
 impl SrtpConfig {
-    /// The project's MBMS profile (design §2): HMAC-SHA1-80, 6-byte MKI.
+    /// The project's MBMS profile (design §2): HMAC-SHA1-80, 6-byte MKI, the
+    /// ROC on air as [`profile::srtp::ROC_TRANSMISSION`].
     pub const fn mbms() -> Self {
         Self {
             tag: match profile::srtp::AUTH_TAG_LEN {
@@ -107,12 +112,31 @@ impl SrtpConfig {
             },
             mki_len: profile::srtp::MKI_LEN,
             max_streams: 16,
+            roc: profile::srtp::ROC_TRANSMISSION,
         }
     }
 
-    /// Bytes appended to an RTP packet by protection: MKI and tag.
+    /// Most bytes appended to an RTP packet by protection: MKI and the
+    /// longest tag of the session (buffers need this much room).
     pub const fn rtp_overhead(&self) -> usize {
-        self.mki_len + self.tag.size()
+        self.mki_len + self.roc.max_tag(self.tag.size())
+    }
+
+    /// Bytes appended to the RTP packet with sequence number `seq`: MKI and
+    /// its tag, which with RFC 4771 depends on the packet.
+    pub const fn rtp_trailer(&self, seq: u16) -> usize {
+        self.mki_len + self.rtp_tag(seq).len()
+    }
+
+    /// The MKI of the SRTP packet `packet`, if it is long enough to have one.
+    pub fn mki_of<'a>(&self, packet: &'a [u8]) -> Option<&'a [u8]> {
+        let seq = u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]);
+        let start = packet.len().checked_sub(self.rtp_trailer(seq))?;
+        packet.get(start..start + self.mki_len)
+    }
+
+    const fn rtp_tag(&self, seq: u16) -> rcc::PacketTag {
+        self.roc.packet_tag(seq, self.tag.size())
     }
 
     /// Bytes appended to an RTCP packet: E ‖ SRTCP index, MKI and tag.
@@ -125,6 +149,19 @@ impl SrtpConfig {
             return Err(SrtpError::MkiTooLong {
                 len: self.mki_len,
                 max: MAX_MKI_LEN,
+            });
+        }
+        // RFC 4771 §3: MAC_tr is the tag less the ROC; with a 4-byte tag an
+        // RCC packet of RCCm1/RCCm2 would carry no MAC at all.
+        if let RocTransmission::Rcc {
+            mode: mode @ (RccMode::Rccm1 | RccMode::Rccm2),
+            ..
+        } = self.roc
+            && self.tag.size() <= ROC_LEN
+        {
+            return Err(SrtpError::RccTagTooShort {
+                mode: mode.name(),
+                tag: self.tag.size(),
             });
         }
         Ok(())
@@ -192,9 +229,19 @@ pub enum SrtpError {
     TooOld { ssrc: u32, index: u64, highest: u64 },
     #[error("SSRC {ssrc:#010x}: authentication tag mismatch")]
     AuthenticationFailed { ssrc: u32 },
+    #[error(
+        "SSRC {ssrc:#010x}: ROC not known yet; packets are refused until one that carries it (RFC 4771) authenticates"
+    )]
+    AwaitingRoc { ssrc: u32 },
+    #[error(
+        "{mode} needs an SRTP tag longer than the 4-byte ROC it carries; the session's tag is {tag} bytes"
+    )]
+    RccTagTooShort { mode: &'static str, tag: usize },
     #[error("already tracking {capacity} SSRCs; no room for SSRC {ssrc:#010x}")]
     TooManyStreams { ssrc: u32, capacity: usize },
 }
 
+#[cfg(test)]
+mod rcc_tests;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use super::index::{Rejection, Window, estimate_index};
 use super::keyring::{KeyRing, MasterKey, MkiBytes};
 use super::rtp::RtpHeader;
 use super::streams::Streams;
-use super::{SrtpConfig, SrtpError, protected_len};
+use super::{ROC_LEN, SrtpConfig, SrtpError, protected_len};
 use crate::protocol::keys::Mtk;
 
 /// Per-SSRC sending state. It does not depend on the master key, so the packet
@@ -99,16 +99,20 @@ impl SrtpSender {
     }
 
     /// Protects the RTP packet in `buf[..rtp_len]` in place: encrypts the
-    /// payload, appends the MKI and the tag (RFC 3711 §3.1), and returns the
-    /// SRTP length. `buf` needs [`SrtpConfig::rtp_overhead`] spare bytes.
+    /// payload, appends the MKI and the tag (RFC 3711 §3.1; on the packets
+    /// that carry it, the tag leads with the ROC, RFC 4771 §3), and returns
+    /// the SRTP length. `buf` needs [`SrtpConfig::rtp_overhead`] spare bytes.
     pub fn protect(&mut self, buf: &mut [u8], rtp_len: usize) -> Result<usize, SrtpError> {
-        let srtp_len = protected_len(buf, rtp_len, self.config.rtp_overhead())?;
-        let (header, header_len) =
-            RtpHeader::parse(&buf[..rtp_len]).map_err(SrtpError::MalformedRtp)?;
+        let rtp = buf.get(..rtp_len).ok_or(SrtpError::BufferTooSmall {
+            needed: rtp_len.saturating_add(self.config.rtp_overhead()),
+            available: buf.len(),
+        })?;
+        let (header, header_len) = RtpHeader::parse(rtp).map_err(SrtpError::MalformedRtp)?;
         let ssrc = header.ssrc;
         let seq = header.sequence_number;
+        let tag = self.config.rtp_tag(seq);
+        let srtp_len = protected_len(buf, rtp_len, self.config.mki_len + tag.len())?;
         let mki_end = rtp_len + self.config.mki_len;
-        let tag_len = self.config.tag.size();
         let (key, stream) = self.key_and_stream(ssrc)?;
         let index = match &stream.rtp {
             None => u64::from(seq),
@@ -118,9 +122,13 @@ impl SrtpSender {
         key.rtp
             .apply_keystream(ssrc, index, &mut buf[header_len..rtp_len]);
         let roc = ((index >> 16) as u32).to_be_bytes();
-        let tag = key.rtp.mac(&[&buf[..rtp_len], &roc]);
+        let mac_at = if tag.roc { mki_end + ROC_LEN } else { mki_end };
+        if tag.mac > 0 {
+            let mac = key.rtp.mac(&[&buf[..rtp_len], &roc]);
+            buf[mac_at..srtp_len].copy_from_slice(&mac[..tag.mac]);
+        }
         buf[rtp_len..mki_end].copy_from_slice(key.mki.as_bytes());
-        buf[mki_end..srtp_len].copy_from_slice(&tag[..tag_len]);
+        buf[mki_end..mac_at].copy_from_slice(&roc[..mac_at - mki_end]);
 
         Window::record_into(&mut stream.rtp, index);
         Ok(srtp_len)

@@ -37,6 +37,17 @@ fn config(tag: AuthTag, mki_len: usize) -> SrtpConfig {
         tag,
         mki_len,
         max_streams: 4,
+        roc: RocTransmission::None,
+    }
+}
+
+/// The MBMS profile (HMAC-SHA1-80, 6-byte MKI) with the RFC 3711 default
+/// transform on every packet: the mechanics these tests check are those of
+/// RFC 3711; `rcc_tests` checks what RFC 4771 changes.
+fn rfc3711() -> SrtpConfig {
+    SrtpConfig {
+        roc: RocTransmission::None,
+        ..SrtpConfig::mbms()
     }
 }
 
@@ -176,7 +187,7 @@ fn round_trips_for_both_tags_with_and_without_mki() {
 /// index runs on across it, the old key is retired after.
 #[test]
 fn key_switch_by_mki_keeps_index_running() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let (old, new) = (mbms_mki(7), mbms_mki(8));
     let mut tx = sender(cfg, &old, &mtk(1));
     let mut rx = receiver(cfg, &old, &mtk(1));
@@ -221,7 +232,7 @@ fn key_switch_by_mki_keeps_index_running() {
 
 #[test]
 fn receiver_follows_roc_rollover_with_reordering() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(3));
     let mut rx = receiver(cfg, &mbms_mki(1), &mtk(3));
     let ssrc = 42;
@@ -246,7 +257,7 @@ fn receiver_follows_roc_rollover_with_reordering() {
 
 #[test]
 fn receiver_rejects_replay_and_old_packets() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(4));
     let mut rx = receiver(cfg, &mbms_mki(1), &mtk(4));
     let (mut buf, len) = rtp_packet(9, 1000, 20);
@@ -275,7 +286,7 @@ fn receiver_rejects_replay_and_old_packets() {
 
 #[test]
 fn receiver_rejects_tampering_and_unknown_mki() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(5));
     let mut rx = receiver(cfg, &mbms_mki(1), &mtk(5));
     let (mut buf, len) = rtp_packet(77, 5, 40);
@@ -309,7 +320,7 @@ fn receiver_rejects_tampering_and_unknown_mki() {
 /// Design §3: never protect (MTK, SSRC, index) twice, whatever key is active.
 #[test]
 fn sender_refuses_index_reuse_across_keys() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(6));
     let (mut buf, len) = rtp_packet(1, 500, 10);
     tx.protect(&mut buf, len).unwrap();
@@ -353,7 +364,7 @@ fn sender_refuses_index_reuse_across_keys() {
 
 #[test]
 fn key_ring_management_errors() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = SrtpSender::new(cfg).unwrap();
     let (mut buf, len) = rtp_packet(1, 1, 1);
     assert_eq!(tx.protect(&mut buf, len), Err(SrtpError::NoActiveKey));
@@ -401,7 +412,7 @@ fn key_ring_management_errors() {
 
 #[test]
 fn protect_checks_buffer_and_header() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(1));
     let (mut buf, len) = rtp_packet(1, 1, 10);
     assert_eq!(
@@ -450,7 +461,7 @@ fn stream_table_is_bounded() {
 
 #[test]
 fn srtcp_round_trip_replay_and_tamper() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(8));
     let mut rx = receiver(cfg, &mbms_mki(1), &mtk(8));
     let sr = RtcpHeader {
@@ -497,22 +508,36 @@ fn srtcp_round_trip_replay_and_tamper() {
     assert!(rx.unprotect(&mut packets[0].clone()).is_err());
 }
 
+/// The MBMS profile under each way of carrying the ROC.
+fn every_roc_transmission() -> impl Iterator<Item = SrtpConfig> {
+    let rate = std::num::NonZeroU16::new(4).unwrap();
+    std::iter::once(RocTransmission::None)
+        .chain(RccMode::ALL.map(|mode| RocTransmission::Rcc { mode, rate }))
+        .map(|roc| SrtpConfig {
+            roc,
+            ..SrtpConfig::mbms()
+        })
+}
+
 proptest! {
     #[test]
     fn random_bytes_into_unprotect_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let cfg = SrtpConfig::mbms();
-        let mut rx = receiver(cfg, &mbms_mki(1), &mtk(1));
-        let mut buf = bytes.clone();
-        prop_assert!(rx.unprotect(&mut buf).is_err());
-        let mut buf = bytes;
-        prop_assert!(rx.unprotect_rtcp(&mut buf).is_err());
+        for cfg in every_roc_transmission() {
+            let mut rx = receiver(cfg, &mbms_mki(1), &mtk(1));
+            let mut buf = bytes.clone();
+            prop_assert!(rx.unprotect(&mut buf).is_err());
+            let mut buf = bytes.clone();
+            prop_assert!(rx.unprotect_rtcp(&mut buf).is_err());
+        }
     }
 
     #[test]
-    fn random_bytes_into_protect_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..200), len in 0usize..220) {
-        let mut tx = sender(SrtpConfig::mbms(), &mbms_mki(1), &mtk(1));
-        let _ = tx.protect(&mut bytes, len);
-        let _ = tx.protect_rtcp(&mut bytes, len);
+    fn random_bytes_into_protect_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), len in 0usize..220) {
+        for cfg in every_roc_transmission() {
+            let mut tx = sender(cfg, &mbms_mki(1), &mtk(1));
+            let _ = tx.protect(&mut bytes.clone(), len);
+            let _ = tx.protect_rtcp(&mut bytes.clone(), len);
+        }
     }
 
     #[test]
@@ -539,7 +564,7 @@ proptest! {
 /// stream continues from there.
 #[test]
 fn late_join_finds_roc_by_search() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut tx = sender(cfg, &mbms_mki(1), &mtk(9));
     let ssrc = 5;
     let mut seq = 0u16;
@@ -574,7 +599,7 @@ fn late_join_finds_roc_by_search() {
 /// SRTCP with E = 0 (RFC 3711 §3.4): authenticated, payload left in clear.
 #[test]
 fn srtcp_unencrypted_packet_is_authenticated_only() {
-    let cfg = SrtpConfig::mbms();
+    let cfg = rfc3711();
     let mut rx = receiver(cfg, &mbms_mki(1), &mtk(3));
     let mut packet = hex::decode(LIBSRTP_RTCP).unwrap();
     let len = packet.len();
@@ -605,7 +630,7 @@ proptest! {
     /// Any single bit flip in a protected packet is refused, never accepted.
     #[test]
     fn any_bit_flip_is_refused(seq in any::<u16>(), payload_len in 0usize..300, bit in any::<proptest::sample::Index>(), rtcp in any::<bool>()) {
-        let cfg = SrtpConfig::mbms();
+        let cfg = rfc3711();
         let mut tx = sender(cfg, &mbms_mki(1), &mtk(4));
         let mut rx = receiver(cfg, &mbms_mki(1), &mtk(4));
         let (mut buf, len) = rtp_packet(3, seq, payload_len);

@@ -24,6 +24,7 @@ pub use streaming::{MAX_HELD_PACKETS, RESET_AFTER_FAILURES};
 
 use crate::protocol::keys::KeyDomainId;
 use crate::protocol::profile::MIKEY_UDP_PORT;
+use crate::protocol::srtp::{RocTransmission, SrtpConfig};
 use crate::runtime::key_service::load_key_file;
 use crate::runtime::key_service::{MskClient, MskScope};
 use crate::runtime::udp::{IngestOptions, ingest_socket};
@@ -60,8 +61,13 @@ pub struct StreamingProbeConfig {
     /// How long a packet whose MKI names an MTK not received yet is kept for a
     /// retry (at most [`MAX_HELD_PACKETS`] packets). Zero disables holding.
     pub unknown_mki_hold: Duration,
-    /// Highest ROC tried for the first packet of a stream, for a probe joining
-    /// after the sender's SEQ wrapped (see [`SrtpReceiver::set_max_initial_roc`]).
+    /// How the session's packets carry the ROC (RFC 4771); it must match
+    /// the session's `[streaming.srtp]` settings.
+    pub roc: RocTransmission,
+    /// Only for a session that does not carry the ROC ([`RocTransmission::None`]):
+    /// the highest ROC tried for the first packet of a stream, for a probe
+    /// joining after the sender's SEQ wrapped (see
+    /// [`SrtpReceiver::set_max_initial_roc`]).
     ///
     /// [`SrtpReceiver::set_max_initial_roc`]: crate::protocol::srtp::SrtpReceiver::set_max_initial_roc
     pub max_initial_roc: u32,
@@ -69,7 +75,8 @@ pub struct StreamingProbeConfig {
 
 impl StreamingProbeConfig {
     /// A probe on `group` / `ports` with the defaults: MIKEY on port 2269, no
-    /// time limit, a 2 s hold for unknown MKIs, and late joins up to ROC 64.
+    /// time limit, a 2 s hold for unknown MKIs, the profile's ROC
+    /// transmission, and (without it) late joins up to ROC 64.
     pub fn new(
         group: IpAddr,
         ports: Vec<u16>,
@@ -85,6 +92,7 @@ impl StreamingProbeConfig {
             key_domain_id,
             duration: None,
             unknown_mki_hold: Duration::from_secs(2),
+            roc: SrtpConfig::mbms().roc,
             max_initial_roc: 64,
         }
     }
@@ -185,6 +193,7 @@ pub fn start_streaming_probe(config: StreamingProbeConfig) -> Result<ProbeHandle
     let srtp = SrtpSide::new(
         &config.ports,
         config.unknown_mki_hold,
+        config.roc,
         config.max_initial_roc,
     )
     .context("SRTP receiver")?;

@@ -54,6 +54,10 @@ pub struct SrtpStats {
     pub held_then_decrypted: u64,
     /// Replayed or older than the replay window.
     pub replayed: u64,
+    /// Refused because the stream's ROC was not known yet: a probe that
+    /// joins a session carrying the ROC (RFC 4771) drops what comes before
+    /// the first packet that carries it.
+    pub awaiting_roc: u64,
     /// Not an SRTP packet of the session's profile.
     pub malformed: u64,
     /// SSRC state dropped after repeated failures (a restarted sender).
@@ -76,6 +80,15 @@ pub struct StreamStats {
     /// Synthetic-encoder payloads checked, and those that did not verify.
     pub payloads_checked: u64,
     pub payload_errors: u64,
+    /// How the stream's ROC was learned: "carried" (from an RFC 4771 RCC
+    /// packet), "zero" (assumed, RFC 3711) or "searched" (tried until the
+    /// tag authenticated).
+    pub roc_learned: Option<&'static str>,
+    /// Packets decrypted that carried the ROC.
+    pub rcc_packets: u64,
+    /// SEQ of the first packet decrypted, and the SRTP index of the highest.
+    pub first_seq: Option<u16>,
+    pub highest_index: Option<u64>,
 }
 
 /// Everything a probe counted.
@@ -135,7 +148,7 @@ impl fmt::Display for ProbeReport {
         writeln!(
             f,
             "  SRTP: {} received, {} decrypted ({} bytes, {} after a hold), {} auth failures, \
-             {} unknown MKI, {} replayed, {} malformed, {} stream resets",
+             {} unknown MKI, {} replayed, {} before the ROC was known, {} malformed, {} stream resets",
             s.received,
             s.decrypted,
             s.decrypted_bytes,
@@ -143,6 +156,7 @@ impl fmt::Display for ProbeReport {
             s.auth_failures,
             s.unknown_mki,
             s.replayed,
+            s.awaiting_roc,
             s.malformed,
             s.stream_resets
         )?;
@@ -150,7 +164,7 @@ impl fmt::Display for ProbeReport {
             writeln!(
                 f,
                 "  port {} SSRC {:#010x}: {} packets, {} bytes, {} lost, {} MTK switches, \
-                 payload {}/{} bad, MKIs [{}]",
+                 payload {}/{} bad, ROC {} ({} packets carried it), MKIs [{}]",
                 st.port,
                 st.ssrc,
                 st.packets,
@@ -159,6 +173,8 @@ impl fmt::Display for ProbeReport {
                 st.mtk_switches,
                 st.payload_errors,
                 st.payloads_checked,
+                st.roc_learned.unwrap_or("unknown"),
+                st.rcc_packets,
                 st.mkis.join(", ")
             )?;
         }

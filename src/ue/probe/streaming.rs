@@ -6,7 +6,9 @@
 
 use super::report::{SrtpStats, StreamStats};
 use crate::protocol::keys::{Mki, Mtk};
-use crate::protocol::srtp::{MAX_MASTER_KEYS, RtpHeader, SrtpConfig, SrtpError, SrtpReceiver};
+use crate::protocol::srtp::{
+    MAX_MASTER_KEYS, RocTransmission, RtpHeader, SrtpConfig, SrtpError, SrtpReceiver, Unprotected,
+};
 use crate::runtime::synthetic::{looks_synthetic, verify_synthetic_payload};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -92,6 +94,7 @@ impl Track {
 
 /// SRTP reception on all the session's ports.
 pub(super) struct SrtpSide {
+    config: SrtpConfig,
     ports: Vec<PortReceiver>,
     installed: VecDeque<[u8; Mki::LEN]>,
     held: VecDeque<Held>,
@@ -104,12 +107,17 @@ impl SrtpSide {
     pub(super) fn new(
         ports: &[u16],
         hold: Duration,
+        roc: RocTransmission,
         max_initial_roc: u32,
     ) -> Result<Self, SrtpError> {
+        let config = SrtpConfig {
+            roc,
+            ..SrtpConfig::mbms()
+        };
         let ports = ports
             .iter()
             .map(|&port| {
-                let mut receiver = SrtpReceiver::new(SrtpConfig::mbms())?;
+                let mut receiver = SrtpReceiver::new(config)?;
                 receiver.set_max_initial_roc(max_initial_roc);
                 Ok(PortReceiver {
                     port,
@@ -119,6 +127,7 @@ impl SrtpSide {
             })
             .collect::<Result<_, SrtpError>>()?;
         Ok(Self {
+            config,
             ports,
             installed: VecDeque::with_capacity(MAX_MASTER_KEYS),
             held: VecDeque::new(),
@@ -150,7 +159,7 @@ impl SrtpSide {
         self.expire(now);
         let waiting = std::mem::take(&mut self.held);
         for held in waiting {
-            if mki_of(&held.packet) == Some(&mki[..]) {
+            if self.config.mki_of(&held.packet) == Some(&mki[..]) {
                 let mut packet = held.packet;
                 if self.unprotect(held.port_index, &mut packet, now, true) {
                     self.stats.held_then_decrypted += 1;
@@ -189,7 +198,7 @@ impl SrtpSide {
         let Some(port) = self.ports.get_mut(port_index) else {
             return false;
         };
-        let mut result = port.receiver.unprotect(packet);
+        let mut result = port.receiver.unprotect_packet(packet);
         if matches!(result, Err(SrtpError::TooManyStreams { .. })) {
             // Senders that restarted under new SSRCs left their state behind:
             // make room by dropping the SSRC silent for longest, then retry.
@@ -205,15 +214,21 @@ impl SrtpSide {
                 if let Some(track) = self.tracks.get_mut(&key) {
                     track.reset();
                 }
-                result = port.receiver.unprotect(packet);
+                result = port.receiver.unprotect_packet(packet);
             }
         }
         let ssrc = match result {
-            Ok(rtp_len) => {
-                port.consecutive_failures.remove(&rtp_ssrc(packet));
+            Ok(unprotected) => {
+                let ssrc = rtp_ssrc(packet);
+                port.consecutive_failures.remove(&ssrc);
+                let roc_learned = port.receiver.roc_source(ssrc).map(|s| s.name());
                 let port = port.port;
-                self.decrypted(port, packet, rtp_len, now);
+                self.decrypted(port, packet, unprotected, roc_learned, now);
                 return true;
+            }
+            Err(SrtpError::AwaitingRoc { .. }) => {
+                self.stats.awaiting_roc += 1;
+                return false;
             }
             Err(SrtpError::UnknownMki(_)) if !retry && !self.hold.is_zero() => {
                 if self.held.len() < MAX_HELD_PACKETS {
@@ -266,7 +281,15 @@ impl SrtpSide {
         false
     }
 
-    fn decrypted(&mut self, port: u16, packet: &[u8], rtp_len: usize, now: Instant) {
+    fn decrypted(
+        &mut self,
+        port: u16,
+        packet: &[u8],
+        unprotected: Unprotected,
+        roc_learned: Option<&'static str>,
+        now: Instant,
+    ) {
+        let rtp_len = unprotected.rtp_len;
         self.stats.decrypted += 1;
         self.stats.decrypted_bytes += rtp_len as u64;
         let Ok((header, header_len)) = RtpHeader::parse(&packet[..rtp_len]) else {
@@ -278,8 +301,12 @@ impl SrtpSide {
         track.stats.ssrc = header.ssrc;
         track.stats.packets += 1;
         track.stats.bytes += rtp_len as u64;
+        track.stats.rcc_packets += u64::from(unprotected.carried_roc);
+        track.stats.roc_learned = roc_learned;
+        track.stats.first_seq.get_or_insert(header.sequence_number);
+        track.stats.highest_index = track.stats.highest_index.max(Some(unprotected.index));
         track.record_seq(header.sequence_number);
-        let mki_len = SrtpConfig::mbms().mki_len;
+        let mki_len = self.config.mki_len;
         if let Some(mki) = packet
             .get(rtp_len..rtp_len + mki_len)
             .and_then(|m| <[u8; Mki::LEN]>::try_from(m).ok())
@@ -311,13 +338,6 @@ fn rtp_ssrc(packet: &[u8]) -> u32 {
         .get(8..12)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map_or(0, u32::from_be_bytes)
-}
-
-/// The MKI of an SRTP packet of the MBMS profile.
-fn mki_of(packet: &[u8]) -> Option<&[u8]> {
-    let config = SrtpConfig::mbms();
-    let end = packet.len().checked_sub(config.tag.size())?;
-    packet.get(end.checked_sub(config.mki_len)?..end)
 }
 
 #[cfg(test)]
