@@ -533,3 +533,108 @@ fn senders_restarting_under_new_ssrcs_do_not_exhaust_the_stream_table() {
     );
     assert_eq!(report.srtp.malformed, 0);
 }
+
+/// Protects `n` packets without sending them: the session went on before
+/// the probe tuned in.
+fn run_unheard(sender: &mut Sender, n: usize) {
+    for _ in 0..n {
+        sender.next_packet();
+    }
+}
+
+/// A UE tunes in after the session's SEQ wrapped twice (RFC 4771, RCCm2
+/// every 16th packet): the packets before the first one that carries the
+/// ROC wait for it, and every packet from that one on decrypts, across an
+/// MTK switch, with no authentication failure and no ROC search.
+#[test]
+fn a_probe_joining_after_two_wraps_decrypts_everything_from_the_first_rcc_packet() {
+    let (group, srtp_port, mikey_port) = session(9);
+    let mut sender = Sender::new(group, srtp_port, mikey_port);
+    for mtk_id in 1..=2 {
+        sender.use_mtk(mtk_id);
+        run_unheard(&mut sender, 35_000);
+    }
+    let joined_at_seq = sender.seq;
+    assert_eq!(
+        sender.srtp.highest_index(SSRC).unwrap() >> 16,
+        2,
+        "two wraps"
+    );
+    let handle = probe(group, srtp_port, mikey_port, Duration::from_secs(2));
+    let message = sender.mtk_message(MSK_ID, MSK, 2);
+    sender.send_mikey(&message);
+    wait_for(&handle, |r| r.mikey.accepted == 1);
+    sender.send_packets(300);
+    let message = sender.mtk_message(MSK_ID, MSK, 3);
+    sender.send_mikey(&message);
+    wait_for(&handle, |r| r.mikey.accepted == 2);
+    sender.use_mtk(3);
+    sender.send_packets(300);
+
+    let before_rcc = (0..600u16)
+        .take_while(|&i| !joined_at_seq.wrapping_add(i).is_multiple_of(16))
+        .count() as u64;
+    wait_for(&handle, |r| r.srtp.received == 600);
+    let report = handle.stop();
+    assert_eq!(report.srtp.awaiting_roc, before_rcc, "{report}");
+    assert_eq!(report.srtp.decrypted, 600 - before_rcc, "{report}");
+    assert_eq!(report.srtp.auth_failures, 0);
+    assert_eq!(report.lost(), 0);
+    let stream = &report.streams[0];
+    assert_eq!(stream.roc_learned, Some("carried"));
+    assert_eq!(
+        stream.first_seq,
+        Some(joined_at_seq.wrapping_add(before_rcc as u16))
+    );
+    assert!(
+        stream.first_seq.unwrap().is_multiple_of(16),
+        "an RCC packet"
+    );
+    assert_eq!(stream.highest_index, sender.srtp.highest_index(SSRC));
+    assert_eq!(stream.rcc_packets, (600 - before_rcc).div_ceil(16));
+    assert_eq!(stream.mtk_switches, 1);
+    assert_eq!(stream.payload_errors, 0);
+    assert_eq!(stream.payloads_checked, 600 - before_rcc);
+}
+
+/// Bad input on a stream that carries the ROC: an RCC packet whose ROC was
+/// corrupted and one whose tag was cut short are refused and counted, and
+/// neither gives the stream a ROC: the packets after them still wait, until
+/// a genuine RCC packet comes.
+#[test]
+fn damaged_rcc_packets_are_counted_and_install_no_roc() {
+    let (group, srtp_port, mikey_port) = session(10);
+    let mut sender = Sender::new(group, srtp_port, mikey_port);
+    sender.use_mtk(1);
+    run_unheard(&mut sender, 70_000);
+    while !sender.seq.is_multiple_of(16) {
+        sender.next_packet();
+    }
+    let handle = probe(group, srtp_port, mikey_port, Duration::from_millis(200));
+    let message = sender.mtk_message(MSK_ID, MSK, 1);
+    sender.send_mikey(&message);
+    wait_for(&handle, |r| r.mikey.accepted == 1);
+
+    let rcc = sender.next_packet();
+    let tag_at = rcc.len() - 10;
+    let mut wrong_roc = rcc.clone();
+    wrong_roc[tag_at + 3] ^= 0x01;
+    sender.send_srtp(&wrong_roc);
+    sender.send_srtp(&rcc[..rcc.len() - 3]);
+    sender.send_packets(15); // SEQ 1..=15 after it: no ROC yet
+    // Cut short, the packet's MKI is read from the wrong bytes: held for a
+    // key that never comes, then counted.
+    let report = wait_for(&handle, |r| {
+        r.srtp.received == 17 && r.srtp.unknown_mki == 1
+    });
+    assert_eq!(report.srtp.auth_failures, 1, "{report}");
+    assert_eq!(report.srtp.unknown_mki, 1);
+    assert_eq!(report.srtp.awaiting_roc, 15);
+    assert_eq!(report.srtp.decrypted, 0);
+    sender.send_packets(20); // the next RCC packet, then the rest
+    wait_for(&handle, |r| r.srtp.received == 37);
+    let report = handle.stop();
+    assert_eq!(report.srtp.decrypted, 20, "{report}");
+    assert_eq!(report.srtp.auth_failures, 1);
+    assert_eq!(report.streams[0].roc_learned, Some("carried"));
+}
