@@ -225,3 +225,39 @@ fn check_config_prints_the_line_and_fails() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn bad_roc_transmission_settings() {
+    let text = edit(
+        "key_group = 2\n",
+        "key_group = 2\nsrtp = { roc_transmission = \"rcc\" }\n",
+    );
+    let e = assert_names(&text, "streaming[1].srtp.roc_transmission", "srtp = {");
+    assert!(e.contains("expected none, rccm1, rccm2 or rccm3"), "{e}");
+    let text = edit(
+        "key_group = 2\n",
+        "key_group = 2\nsrtp = { roc_transmission = \"rccm1\", roc_rate = 0 }\n",
+    );
+    let e = assert_names(&text, "streaming[1].srtp.roc_rate", "srtp = {");
+    assert!(e.contains("at least 1"), "{e}");
+    let text = edit(
+        "key_group = 2\n",
+        "key_group = 2\nsrtp = { roc_transmission = \"none\", roc_rate = 8 }\n",
+    );
+    let e = assert_names(&text, "streaming[1].srtp.roc_rate", "srtp = {");
+    assert!(e.contains("not transmitted"), "{e}");
+    let text = edit(
+        "key_group = 2\n",
+        "key_group = 2\nsrtp = { roc_rates = 8 }\n",
+    );
+    assert_names(&text, "roc_rates", "srtp = {");
+    let text = edit(
+        "key_group = 2\n",
+        "key_group = 2\nsrtp = { roc_transmission = \"rccm1\", roc_rate = 4 }\n",
+    );
+    let config = GatewayConfig::parse(&text).unwrap();
+    let roc = config.streaming[1].srtp.roc().unwrap();
+    assert_eq!((roc.mode_name(), roc.rate()), ("rccm1", Some(4)));
+    let default = config.streaming[0].srtp.roc().unwrap();
+    assert_eq!((default.mode_name(), default.rate()), ("rccm2", Some(16)));
+}

@@ -17,6 +17,7 @@ use crate::gateway::Gateway;
 use crate::gateway::config::GatewayConfig;
 use crate::gateway::streaming::SessionState;
 use crate::protocol::keys::KeyDomainId;
+use crate::protocol::srtp::RocSource;
 use crate::runtime::key_service::MskClientConfig;
 use crate::ue::probe::{
     DownloadProbeConfig, DownloadReport, ObjectStatus, ProbeExpect, ProbeKeySource, ProbeReport,
@@ -60,6 +61,11 @@ pub struct DemoSummary {
     pub gateway_mtk_switches: u64,
     pub msks_used: usize,
     pub probe: ProbeReport,
+    /// A second probe that tuned in after the encoder's SEQ wrapped: it
+    /// learns the ROC from the stream (RFC 4771).
+    pub late_probe: ProbeReport,
+    /// When the late probe joined, seconds after the encoder started.
+    pub late_join_s: f64,
     /// Files the packager wrote into the download session's watch folder.
     pub files_written: usize,
     /// Files the download probe decrypted and found byte-identical.
@@ -226,7 +232,23 @@ watch = {{ folder = "{watch}" }}
     let mut encoder_config =
         EncoderConfig::new(SocketAddr::new(localhost, ingest_port), options.rate_pps);
     encoder_config.duration = Some(options.duration);
+    // Start near the top of the SEQ space, so it wraps halfway to the late
+    // probe's join and that probe has to learn a ROC of 1 from the stream.
+    let late_join = Duration::from_secs(3).min(options.duration / 2);
+    let before_wrap = f64::from(options.rate_pps) * late_join.as_secs_f64() / 2.0;
+    let first_seq = u16::MAX - before_wrap.min(60_000.0) as u16;
+    encoder_config.initial_seq = Some(first_seq);
     let encoder = start_encoder(encoder_config)?;
+    let late_probe_config = StreamingProbeConfig {
+        interface: Some(localhost),
+        ..StreamingProbeConfig::new(
+            IpAddr::V4(options.group),
+            vec![egress_port],
+            KEY_DOMAIN,
+            ProbeKeySource::Ue(ue.keys()),
+        )
+    };
+    let mut late_probe = None;
     println!(
         "encoder      MPEG-TS over RTP, {} packets/s for {:.0} s",
         options.rate_pps,
@@ -253,6 +275,17 @@ watch = {{ folder = "{watch}" }}
     let mut segment = 1u64;
     while !encoder.is_finished() {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if late_probe.is_none() && started.elapsed() >= late_join {
+            let config = late_probe_config.clone();
+            let probe = tokio::task::spawn_blocking(move || start_streaming_probe(config))
+                .await?
+                .context("starting the late probe")?;
+            println!(
+                "late probe   tuned in {:.1} s after the encoder started, after its SEQ wrapped",
+                started.elapsed().as_secs_f64()
+            );
+            late_probe = Some((probe, started.elapsed()));
+        }
         if started.elapsed() >= Duration::from_secs(segment) && segment <= 8 {
             package(&format!("seg-{segment}.m4s"), 250_000, 10 + segment)?;
             segment += 1;
@@ -262,6 +295,9 @@ watch = {{ folder = "{watch}" }}
     // Let the last packets through.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = tokio::task::spawn_blocking(move || probe.stop()).await?;
+    let (late_probe, late_join) =
+        late_probe.context("the encoder stopped before the late probe joined")?;
+    let late_report = tokio::task::spawn_blocking(move || late_probe.stop()).await?;
     let files = written.len();
     let deadline = Instant::now() + Duration::from_secs(15);
     while download_probe.snapshot().count(ObjectStatus::Complete) < files
@@ -302,6 +338,11 @@ watch = {{ folder = "{watch}" }}
             report.srtp.decrypted, sent.packets_sent
         ));
     }
+    failures.extend(late_join_failures(
+        &late_report,
+        first_seq,
+        sent.packets_sent,
+    ));
     if msks_used.len() < 2 {
         failures.push(format!(
             "the run used {} MSK(s), expected an MSK change",
@@ -326,10 +367,54 @@ watch = {{ folder = "{watch}" }}
         passed: failures.is_empty(),
         failures,
         probe: report,
+        late_probe: late_report,
+        late_join_s: late_join.as_secs_f64(),
         files_written: files,
         files_verified,
         download,
     })
+}
+
+/// What the late probe must have done: learned the ROC from an RCC packet,
+/// then decrypted every packet from that one to the encoder's last, with no
+/// authentication failure, loss or payload error.
+fn late_join_failures(report: &ProbeReport, first_seq: u16, sent: u64) -> Vec<String> {
+    let mut failures = ProbeExpect {
+        min_packets: Some(1),
+        max_auth_failures: Some(0),
+        max_lost: Some(0),
+        max_mikey_rejected: Some(0),
+        max_payload_errors: Some(0),
+        ..ProbeExpect::default()
+    }
+    .check(report)
+    .err()
+    .unwrap_or_default();
+    let last_index = u64::from(first_seq) + sent - 1;
+    match report.streams.as_slice() {
+        [stream] => {
+            if stream.roc_learned != Some(RocSource::Carried.name()) {
+                failures.push(format!(
+                    "the late probe learned the ROC as {:?}, not from an RCC packet",
+                    stream.roc_learned
+                ));
+            }
+            if stream.highest_index != Some(last_index) {
+                failures.push(format!(
+                    "the late probe's last packet has index {:?}, the encoder's last is {last_index}",
+                    stream.highest_index
+                ));
+            }
+        }
+        streams => failures.push(format!(
+            "the late probe saw {} streams, expected 1",
+            streams.len()
+        )),
+    }
+    failures
+        .into_iter()
+        .map(|f| format!("late probe: {f}"))
+        .collect()
 }
 
 impl std::fmt::Display for DemoSummary {
@@ -350,6 +435,12 @@ impl std::fmt::Display for DemoSummary {
         write!(f, "{}", self.probe)?;
         writeln!(
             f,
+            "late probe          joined {:.1} s in, after the SEQ wrapped; {} packets waited for the ROC",
+            self.late_join_s, self.late_probe.srtp.awaiting_roc
+        )?;
+        write!(f, "{}", self.late_probe)?;
+        writeln!(
+            f,
             "download probe      {} of {} files decrypted and byte-identical ({} MIKEY objects, {} FDT Instances, {} packets)",
             self.files_verified,
             self.files_written,
@@ -360,7 +451,7 @@ impl std::fmt::Display for DemoSummary {
         if self.passed {
             writeln!(
                 f,
-                "PASS: the probes decrypted and verified every packet the encoder sent and every file"
+                "PASS: the probes decrypted and verified every packet the encoder sent (the late one every packet from the first that carried the ROC) and every file"
             )
         } else {
             for failure in &self.failures {

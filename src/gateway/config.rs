@@ -284,12 +284,10 @@ impl GatewayConfig {
             );
             s.mtk.validate(&at)?;
             s.srtp.roc().map_err(|e| {
-                let field =
-                    if s.srtp.roc_rate.is_some() && !matches!(e, RocSettingError::UnknownMode(_)) {
-                        "roc_rate"
-                    } else {
-                        "roc_transmission"
-                    };
+                let field = match e {
+                    RocSettingError::UnknownMode(_) => "roc_transmission",
+                    RocSettingError::ZeroRate | RocSettingError::RateWithoutRcc => "roc_rate",
+                };
                 anyhow::anyhow!("{at}.srtp.{field}: {e}")
             })?;
             ensure!(
