@@ -151,7 +151,7 @@ impl SrtpConfig {
                 max: MAX_MKI_LEN,
             });
         }
-        // RFC 4771 §3: MAC_tr is the tag less the ROC; with a 4-byte tag an
+        // RFC 4771: MAC_tr is the tag less the ROC; with a 4-byte tag an
         // RCC packet of RCCm1/RCCm2 would carry no MAC at all.
         if let RocTransmission::Rcc {
             mode: mode @ (RccMode::Rccm1 | RccMode::Rccm2),

@@ -10,12 +10,13 @@
 //! HMAC-SHA1 over `authenticated portion ‖ ROC`, so the tag keeps its
 //! negotiated length n_tag. In RCCm3 the tag of an RCC packet is the ROC
 //! alone. The other packets carry the default RFC 3711 tag in RCCm2 and no
-//! tag at all in RCCm1 and RCCm3 (RFC 4771 §3, "transform modes").
+//! tag at all in RCCm1 and RCCm3 (RFC 4771, "transform modes").
 //!
 //! A receiver takes ROC_sender from an RCC packet in place of its own ROC,
 //! and in RCCm1/RCCm2 only once MAC_tr verified with it, so a corrupted or
-//! forged ROC never becomes the stream's ROC (RFC 4771 §2). SRTCP carries its
-//! index in every packet and is not touched by the transform.
+//! forged ROC never becomes the stream's ROC (RFC 4771, receiver
+//! processing). SRTCP carries its index in every packet and is not touched
+//! by the transform.
 
 use crate::protocol::profile;
 use std::num::NonZeroU16;
@@ -24,7 +25,7 @@ use thiserror::Error;
 /// Length of ROC_sender at the head of an RCC packet's tag.
 pub const ROC_LEN: usize = 4;
 
-/// The transform modes of RFC 4771 §3.
+/// The transform modes of RFC 4771.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RccMode {
     /// RCC packets: ROC ‖ MAC_tr; other packets: no tag (not authenticated).
@@ -47,7 +48,7 @@ impl RccMode {
         }
     }
 
-    /// The SRTP authentication algorithm value of RFC 4771 §4 (MIKEY
+    /// The SRTP authentication algorithm value of RFC 4771 (parameter negotiation; MIKEY
     /// security policy parameter 14; 0 is NULL, 1 HMAC-SHA-1).
     pub const fn auth_algorithm(self) -> u8 {
         match self {

@@ -74,7 +74,7 @@ fn advance_to(tx: &mut SrtpSender, target: u64) {
     }
 }
 
-/// RFC 4771 §2 on libsrtp's published packet: SEQ 0x1234 is 0 mod 4, so with
+/// RFC 4771 (the transform) on libsrtp's published packet: SEQ 0x1234 is 0 mod 4, so with
 /// R = 4 it is an RCC packet, and its tag is ROC (0) followed by the first
 /// 6 bytes of the tag libsrtp publishes for it (b78d6acc99ea179b8dbb): the
 /// same HMAC over the same bytes, truncated by the 32 bits the ROC takes.

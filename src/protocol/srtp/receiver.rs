@@ -136,7 +136,7 @@ impl SrtpReceiver {
     /// With RFC 4771 the tag of an RCC packet names the sender's ROC; in
     /// RCCm1 and RCCm2 it is taken only once MAC_tr verified over the packet
     /// and that ROC, so a corrupted ROC or a truncated tag is refused like
-    /// any forgery and changes nothing (RFC 4771 §2, RFC 3711 §3.3 step 5).
+    /// any forgery and changes nothing (RFC 4771 receiver processing; RFC 3711 §3.3 step 5).
     /// Until a stream's ROC is known, its other packets are refused with
     /// [`SrtpError::AwaitingRoc`], except that in RCCm2 a packet whose tag
     /// authenticates at ROC 0 starts the stream there, as RFC 3711 §3.3.1

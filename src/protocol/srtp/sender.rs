@@ -100,7 +100,7 @@ impl SrtpSender {
 
     /// Protects the RTP packet in `buf[..rtp_len]` in place: encrypts the
     /// payload, appends the MKI and the tag (RFC 3711 §3.1; on the packets
-    /// that carry it, the tag leads with the ROC, RFC 4771 §3), and returns
+    /// that carry it, the tag leads with the ROC, RFC 4771), and returns
     /// the SRTP length. `buf` needs [`SrtpConfig::rtp_overhead`] spare bytes.
     pub fn protect(&mut self, buf: &mut [u8], rtp_len: usize) -> Result<usize, SrtpError> {
         let rtp = buf.get(..rtp_len).ok_or(SrtpError::BufferTooSmall {
