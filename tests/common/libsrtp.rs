@@ -145,3 +145,60 @@ fn run(
     assert_eq!(results.len(), records.len());
     results
 }
+
+/// Opens SRTP captured from a gateway session of the MBMS profile (RCCm2,
+/// RFC 4771) with libsrtp and with our receiver, as a UE present from the
+/// session's start: libsrtp, which knows only the default transform, must
+/// open every packet that does not carry the ROC and refuse (auth_fail)
+/// exactly those that do; our receiver must open every packet, and both
+/// must agree on the plaintext. Keys are held as a UE holds them: the newest
+/// few, installed by the MKI on the packet. Returns the plaintexts.
+pub fn open_mbms_capture(keys: &[MasterKey], packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    use mbms_gateway::protocol::srtp::{MAX_MASTER_KEYS, SrtpConfig, SrtpReceiver};
+    const LIBSRTP_AUTH_FAIL: i32 = 7;
+    let config = SrtpConfig::mbms();
+    let records: Vec<(u8, Vec<u8>)> = packets.iter().map(|p| (0, p.clone())).collect();
+    let theirs = run_peer("unprotect", AuthTag::HmacSha1_80, keys, &records);
+    let mut ours = SrtpReceiver::new(config).unwrap();
+    let mut installed = std::collections::VecDeque::new();
+    let mut rcc_packets = 0;
+    let plain = packets
+        .iter()
+        .zip(theirs)
+        .enumerate()
+        .map(|(i, (packet, (status, libsrtp_plain)))| {
+            let mki = config.mki_of(packet).unwrap();
+            if !installed.contains(&mki) {
+                if installed.len() == MAX_MASTER_KEYS {
+                    ours.remove_master_key(installed.pop_front().unwrap())
+                        .unwrap();
+                }
+                let (_, mtk) = keys.iter().find(|(m, _)| m[..] == *mki).unwrap_or_else(|| {
+                    panic!("packet {i}: MKI {} not announced", hex::encode(mki))
+                });
+                ours.add_master_key(mki, mtk).unwrap();
+                installed.push_back(mki);
+            }
+            let mut buf = packet.clone();
+            let out = ours
+                .unprotect_packet(&mut buf)
+                .unwrap_or_else(|e| panic!("packet {i}: {e}"));
+            buf.truncate(out.rtp_len);
+            let seq = u16::from_be_bytes([packet[2], packet[3]]);
+            assert_eq!(out.carried_roc, config.roc.carries_roc(seq), "packet {i}");
+            if out.carried_roc {
+                assert_eq!(status, LIBSRTP_AUTH_FAIL, "packet {i} carries the ROC");
+                rcc_packets += 1;
+            } else {
+                assert_eq!(status, 0, "libsrtp refused packet {i}");
+                assert_eq!(libsrtp_plain, buf, "packet {i}: libsrtp and ours differ");
+            }
+            buf
+        })
+        .collect();
+    assert!(
+        packets.len() < 32 || rcc_packets > 0,
+        "a capture this long has packets that carry the ROC"
+    );
+    plain
+}
