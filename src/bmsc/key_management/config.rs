@@ -167,31 +167,28 @@ pub fn load_ue_file(
 ) -> anyhow::Result<BTreeMap<String, ProvisionedUe>> {
     let context = || format!("UE file {}", path.display());
     let mut text = std::fs::read_to_string(path).with_context(context)?;
-    let parsed: Result<UeFile, _> = toml::from_str(&text);
+    let parsed = parse_ue_file(&text, services);
     text.zeroize();
-    let file = parsed.with_context(context)?;
+    parsed.with_context(context)
+}
+
+/// [`load_ue_file`] on the file's text.
+pub fn parse_ue_file(
+    text: &str,
+    services: &BTreeMap<String, BTreeSet<u16>>,
+) -> anyhow::Result<BTreeMap<String, ProvisionedUe>> {
+    let file: UeFile = toml::from_str(text)?;
     let mut out = BTreeMap::new();
     for (i, entry) in file.ue.iter().enumerate() {
         let mut bytes = hex::decode(&entry.ks_naf)
-            .map_err(|e| anyhow::anyhow!("{}: ue[{i}].ks_naf: not hex: {e}", context()))?;
+            .map_err(|e| anyhow::anyhow!("ue[{i}].ks_naf: not hex: {e}"))?;
         let ks_naf = KsNaf::from_slice(&bytes);
         bytes.zeroize();
-        let ks_naf = ks_naf.ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: ue[{i}].ks_naf: must be 32 bytes (64 hex digits)",
-                context()
-            )
-        })?;
-        anyhow::ensure!(
-            !entry.b_tid.is_empty(),
-            "{}: ue[{i}].b_tid: empty",
-            context()
-        );
+        let ks_naf = ks_naf
+            .ok_or_else(|| anyhow::anyhow!("ue[{i}].ks_naf: must be 32 bytes (64 hex digits)"))?;
+        anyhow::ensure!(!entry.b_tid.is_empty(), "ue[{i}].b_tid: empty");
         if let Some(unknown) = entry.services.iter().find(|s| !services.contains_key(*s)) {
-            anyhow::bail!(
-                "{}: ue[{i}].services: {unknown:?} is not a configured User Service",
-                context()
-            );
+            anyhow::bail!("ue[{i}].services: {unknown:?} is not a configured User Service");
         }
         let ue = ProvisionedUe {
             sa: UeSecurityAssociation {
@@ -204,8 +201,7 @@ pub fn load_ue_file(
         };
         anyhow::ensure!(
             out.insert(entry.b_tid.clone(), ue).is_none(),
-            "{}: ue[{i}].b_tid {:?} is listed twice",
-            context(),
+            "ue[{i}].b_tid {:?} is listed twice",
             entry.b_tid
         );
     }

@@ -56,14 +56,18 @@ struct KeyFile {
 pub fn load_key_file(path: &Path, scope: &MskScope) -> anyhow::Result<Vec<MskRecord>> {
     let context = || format!("key file {}", path.display());
     let mut text = std::fs::read_to_string(path).with_context(context)?;
-    let parsed: Result<KeyFile, _> = toml::from_str(&text);
+    let parsed = parse_key_file(&text, scope);
     text.zeroize();
-    let file = parsed.with_context(context)?;
+    parsed.with_context(context)
+}
+
+/// [`load_key_file`] on the file's text.
+pub fn parse_key_file(text: &str, scope: &MskScope) -> anyhow::Result<Vec<MskRecord>> {
+    let file: KeyFile = toml::from_str(text)?;
     let expected = key_domain_hex(scope.key_domain_id);
     anyhow::ensure!(
         file.key_domain_id.eq_ignore_ascii_case(&expected),
-        "{}: key_domain_id {} is not the configured {expected}",
-        context(),
+        "key_domain_id {} is not the configured {expected}",
         file.key_domain_id
     );
     file.msk
@@ -71,7 +75,7 @@ pub fn load_key_file(path: &Path, scope: &MskScope) -> anyhow::Result<Vec<MskRec
         .enumerate()
         .map(|(i, entry)| {
             let key = hex::decode(&entry.key)
-                .map_err(|e| anyhow::anyhow!("{}: msk[{i}].key: not hex: {e}", context()))?;
+                .map_err(|e| anyhow::anyhow!("msk[{i}].key: not hex: {e}"))?;
             let wire = proto::Msk {
                 key_domain_id: scope.key_domain_id.0.to_vec(),
                 msk_id: entry.msk_id,
@@ -81,7 +85,7 @@ pub fn load_key_file(path: &Path, scope: &MskScope) -> anyhow::Result<Vec<MskRec
                 not_before_unix: entry.not_before,
                 not_after_unix: entry.not_after,
             };
-            msk_from_wire(wire, scope).with_context(|| format!("{}: msk[{i}]", context()))
+            msk_from_wire(wire, scope).with_context(|| format!("msk[{i}]"))
         })
         .collect()
 }

@@ -22,7 +22,7 @@ pub use client::{
     ClientError, ClientStatus, ConnectionState, CurrentMskError, LeaseError, MskClient, RpcError,
 };
 pub use config::{ClientTlsFiles, ConfigError, MskClientConfig};
-pub use key_file::load_key_file;
+pub use key_file::{load_key_file, parse_key_file};
 pub use msk_set::{MskRecord, MskSet, MskSetError, Upsert};
 pub use validate::{LeaseAnswerError, LeaseRecord, MskAnswerError, MskScope};
 

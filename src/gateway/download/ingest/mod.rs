@@ -10,7 +10,9 @@ pub mod watch;
 
 pub use crate::runtime::metrics::IngestOrigin as ObjectOrigin;
 pub use name_patterns::NamePatterns;
-pub use push::{PushConfig, PushConfigError, PushServer, PushSessions, serve_push};
+pub use push::{
+    PushConfig, PushConfigError, PushResource, PushServer, PushSessions, is_media_type, serve_push,
+};
 pub use watch::{WatchConfig, WatchFolder, spawn_watch};
 
 use std::path::PathBuf;

@@ -179,9 +179,9 @@ impl Refusal {
     }
 }
 
-/// What the request path addresses.
+/// What a push request's path addresses.
 #[derive(Debug, PartialEq, Eq)]
-enum Resource<'a> {
+pub enum PushResource<'a> {
     /// `/sessions/{session}/objects`
     Collection { session: &'a str },
     /// `/sessions/{session}/objects/{content-location}` (still encoded).
@@ -191,8 +191,9 @@ enum Resource<'a> {
     },
 }
 
-impl<'a> Resource<'a> {
-    fn parse(path: &'a str) -> Option<Self> {
+impl<'a> PushResource<'a> {
+    /// The resource `path` names, if it names one.
+    pub fn parse(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix("/sessions/")?;
         let (session, rest) = rest.split_once('/')?;
         if session.is_empty() {
@@ -209,7 +210,7 @@ impl<'a> Resource<'a> {
         }
     }
 
-    fn session(&self) -> &'a str {
+    pub fn session(&self) -> &'a str {
         match self {
             Self::Collection { session } | Self::Object { session, .. } => session,
         }
@@ -222,7 +223,7 @@ async fn respond(
     stop: watch::Receiver<()>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
-    let resource = Resource::parse(&path);
+    let resource = PushResource::parse(&path);
     let target = resource
         .as_ref()
         .and_then(|r| state.sessions.get(r.session()));
@@ -259,7 +260,7 @@ async fn respond(
 async fn accept(
     state: &State,
     request: Request<Incoming>,
-    resource: Option<&Resource<'_>>,
+    resource: Option<&PushResource<'_>>,
     target: Option<&PushTarget>,
     mut stop: watch::Receiver<()>,
 ) -> Result<serde_json::Value, Refusal> {
@@ -291,8 +292,8 @@ async fn accept(
         ));
     };
     let (allowed, raw_location) = match resource {
-        Resource::Collection { .. } => ("POST", None),
-        Resource::Object {
+        PushResource::Collection { .. } => ("POST", None),
+        PushResource::Object {
             content_location, ..
         } => ("PUT", Some(*content_location)),
     };
@@ -412,7 +413,7 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&
 
 /// `type "/" subtype` of tokens, optionally followed by `;` parameters
 /// (RFC 9110 §8.3.1); the FDT carries it as the object's Content-Type.
-fn is_media_type(value: &str) -> bool {
+pub fn is_media_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or_default().trim();
     let is_token = |part: &str| {
         !part.is_empty()
@@ -500,19 +501,19 @@ mod tests {
     #[test]
     fn resources() {
         assert_eq!(
-            Resource::parse("/sessions/files/objects"),
-            Some(Resource::Collection { session: "files" })
+            PushResource::parse("/sessions/files/objects"),
+            Some(PushResource::Collection { session: "files" })
         );
         assert_eq!(
-            Resource::parse("/sessions/files/objects/live/seg%201.m4s"),
-            Some(Resource::Object {
+            PushResource::parse("/sessions/files/objects/live/seg%201.m4s"),
+            Some(PushResource::Object {
                 session: "files",
                 content_location: "live/seg%201.m4s"
             })
         );
         assert_eq!(
-            Resource::parse("/sessions/files/objects/"),
-            Some(Resource::Object {
+            PushResource::parse("/sessions/files/objects/"),
+            Some(PushResource::Object {
                 session: "files",
                 content_location: ""
             })
@@ -527,7 +528,7 @@ mod tests {
             "/sessions/files/objectsx",
             "/session/files/objects",
         ] {
-            assert_eq!(Resource::parse(other), None, "{other}");
+            assert_eq!(PushResource::parse(other), None, "{other}");
         }
     }
 }
