@@ -184,10 +184,14 @@ fn km_config(ue_file: std::path::PathBuf) -> KeyManagementConfig {
 /// A BM-SC with key management, its MSKs from a key file (1/1 and 2/1), and a
 /// tap in front of the UE's MSK port.
 async fn lab(name: &str) -> Lab {
-    let dir = temp_dir(name);
+    lab_in(&temp_dir(name), None).await
+}
+
+/// [`lab`] in `dir`, the key management's counters journaled in `state_dir`.
+async fn lab_in(dir: &Path, state_dir: Option<&Path>) -> Lab {
     let ue_port = free_udp_port();
     let tap = Tap::start(SocketAddr::from((Ipv4Addr::LOCALHOST, ue_port)));
-    let (ue_file, keys) = write_files(&dir, tap.port);
+    let (ue_file, keys) = write_files(dir, tap.port);
     let config = BmscConfig::plaintext(
         "127.0.0.1:0".parse().unwrap(),
         KEY_DOMAIN,
@@ -195,7 +199,7 @@ async fn lab(name: &str) -> Lab {
         mbms_gateway::bmsc::KeySource::File { path: keys },
     );
     let bmsc = start_bmsc(&config).await;
-    let km = start_key_management(&km_config(ue_file), bmsc.control.clone())
+    let km = start_key_management(&km_config(ue_file), bmsc.control.clone(), state_dir)
         .await
         .unwrap();
     Lab {
@@ -408,6 +412,59 @@ async fn solicited_pull_leads_to_an_msk_request() {
     ue.stop().await;
 }
 
+/// The T counters of the MSK messages a BM-SC sent (through the tap).
+fn msk_counters(lab: &Lab) -> Vec<u32> {
+    lab.tap
+        .seen()
+        .iter()
+        .filter_map(|m| mbms_gateway::protocol::mikey::peek_msk_message(m).ok())
+        .map(|info| info.counter)
+        .collect()
+}
+
+/// A BM-SC restarted with its state directory never reuses an MSK message
+/// counter, even after sending faster than one message a second: the
+/// counters are journaled before they are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_bmsc_continues_above_every_msk_message_counter() {
+    let dir = temp_dir("km-counter-journal");
+    let state = dir.join("state");
+    let lab = lab_in(&dir, Some(&state)).await;
+    let ue = lab.ue().await;
+    wait_msks(&ue, "MSK 1/1", |set| set.get(MskId::new(1, 1)).is_some()).await;
+    // A burst: each message takes the next counter, ahead of the clock.
+    for _ in 0..20 {
+        assert!(lab.km.distribution().solicit_pull(B_TID, 1).await);
+    }
+    wait_for("the pulls at the tap", Duration::from_secs(5), || {
+        msk_counters(&lab).len() >= 21
+    })
+    .await;
+    let before = msk_counters(&lab);
+    let highest = *before.iter().max().unwrap();
+    ue.stop().await;
+    let Lab { bmsc, km, .. } = lab;
+    km.stop().await;
+    bmsc.stop().await.unwrap();
+
+    let lab = lab_in(&dir, Some(&state)).await;
+    let ue = lab.ue().await;
+    wait_msks(&ue, "MSK 1/1 again", |set| {
+        set.get(MskId::new(1, 1)).is_some()
+    })
+    .await;
+    let after = msk_counters(&lab);
+    assert!(!after.is_empty());
+    for counter in &after {
+        assert!(
+            mbms_gateway::protocol::mikey::serial::serial_gt(*counter, highest),
+            "counter {counter} after the restart is not above {highest}"
+        );
+    }
+    assert!(state.join("muk-counters.json").exists());
+    ue.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_msk_update_is_recovered() {
     let lab = lab("km-missed").await;
@@ -497,7 +554,7 @@ async fn registration_to_decrypted_gateway_srtp() {
     km.services.truncate(1);
     config.key_management = None;
     let bmsc = start_bmsc(&config).await;
-    let km = start_key_management(&km, bmsc.control.clone())
+    let km = start_key_management(&km, bmsc.control.clone(), None)
         .await
         .unwrap();
 

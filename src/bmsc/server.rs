@@ -374,6 +374,8 @@ pub struct Bmsc {
     generate: Option<GenerateConfig>,
     listen: SocketAddr,
     key_management: Option<KeyManagementConfig>,
+    /// Where the lease book and the MUK counter journal live.
+    state_dir: Option<std::path::PathBuf>,
 }
 
 /// A BM-SC serving in a background task (see [`Bmsc::spawn`]).
@@ -431,6 +433,7 @@ impl Bmsc {
             generate,
             listen: config.listen,
             key_management: config.key_management.clone(),
+            state_dir: config.state_dir.clone(),
         })
     }
 
@@ -464,7 +467,7 @@ impl Bmsc {
             None => Vec::new(),
         };
         let key_management = match &self.key_management {
-            Some(km) => Some(start_key_management(km, control).await?),
+            Some(km) => Some(start_key_management(km, control, self.state_dir.as_deref()).await?),
             None => None,
         };
         let stopping = self.shared.stopping.clone();

@@ -56,6 +56,7 @@ pub async fn start_loopback_ue(
             }],
         },
         control,
+        Some(&dir.join("bmsc-key-management")),
     )
     .await?;
     let ue = start_ue(UeConfig {

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 use super::config::ProvisionedUe;
+use super::counter_journal::CounterJournal;
 use crate::bmsc::BmscControl;
 use crate::protocol::key_request::{KeyRef, Status};
 use crate::protocol::keys::{KeyDomainId, MskId, MtkId};
@@ -62,6 +63,8 @@ pub struct Distribution {
     socket: Arc<UdpSocket>,
     control: BmscControl,
     state: Mutex<State>,
+    /// Taken only with `state` held, after it.
+    counters: Mutex<CounterJournal>,
 }
 
 fn unix_now() -> i64 {
@@ -95,20 +98,20 @@ impl Distribution {
         ues: BTreeMap<String, ProvisionedUe>,
         socket: Arc<UdpSocket>,
         control: BmscControl,
+        counters: CounterJournal,
     ) -> Self {
         let ues = ues
             .into_iter()
             .map(|(b_tid, provisioned)| {
-                (
-                    b_tid,
-                    UeState {
-                        provisioned,
-                        registered: BTreeSet::new(),
-                        address: None,
-                        counter: 0,
-                        awaiting_ack: None,
-                    },
-                )
+                let ue = UeState {
+                    provisioned,
+                    registered: BTreeSet::new(),
+                    address: None,
+                    // Above every counter a run before this one may have sent.
+                    counter: counters.mark(&b_tid).unwrap_or(0),
+                    awaiting_ack: None,
+                };
+                (b_tid, ue)
             })
             .collect();
         Self {
@@ -122,6 +125,7 @@ impl Distribution {
                 ues,
                 stats: DistributionStats::default(),
             }),
+            counters: Mutex::new(counters),
         }
     }
 
@@ -169,15 +173,27 @@ impl Distribution {
             tracing::error!("NAF-Id or B-TID too long for a MIKEY ID payload");
             return None;
         };
-        // Counters stay ahead of wall-clock seconds, so a restarted BM-SC
-        // continues above what it sent before (at under one message per
-        // second and UE on average).
+        // Counters stay ahead of wall-clock seconds and of the journal, so
+        // a restarted BM-SC continues above what it sent before; the
+        // journal has the counter covered before it leaves.
         let now = u32::try_from(unix_now()).unwrap_or(u32::MAX);
-        ue.counter = if serial_gt(now, ue.counter) {
+        let counter = if serial_gt(now, ue.counter) {
             now
         } else {
             ue.counter.wrapping_add(1)
         };
+        let b_tid = &ue.provisioned.sa.b_tid;
+        let journaled = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .cover(b_tid, counter);
+        if let Err(e) = journaled {
+            // Fail closed: a counter that might repeat after a restart is not sent.
+            tracing::error!(b_tid, error = %e, "MUK counter journal not written; MSK message not sent");
+            return None;
+        }
+        ue.counter = counter;
         let request_ack = self.request_ack;
         let content = match content {
             Content::Deliver(record) => MskMessageContent::Delivery {

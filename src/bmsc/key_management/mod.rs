@@ -6,10 +6,13 @@
 //! MTK messages are protected with.
 
 pub mod config;
+pub mod counter_journal;
 pub mod distribution;
 pub mod http;
 
-pub use config::{KeyManagementConfig, ProvisionedUe, UserServiceConfig, load_ue_file};
+pub use config::{
+    KeyManagementConfig, ProvisionedUe, UserServiceConfig, load_ue_file, parse_ue_file,
+};
 pub use distribution::{Distribution, DistributionStats};
 pub use http::KEY_REQUEST_PATH;
 
@@ -61,15 +64,17 @@ impl Drop for RunningKeyManagement {
 }
 
 /// Starts the Key Request and Key Distribution functions for the BM-SC behind
-/// `control`.
+/// `control`; with a `state_dir` the MSK message counters are journaled there.
 pub async fn start_key_management(
     config: &KeyManagementConfig,
     control: BmscControl,
+    state_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<RunningKeyManagement> {
     config.validate(&control.scope().key_groups)?;
     let algorithm = config.algorithm()?;
     let services = config.service_map();
     let ues = load_ue_file(&config.ue_file, &services)?;
+    let counters = counter_journal::CounterJournal::open(state_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("key_management.listen {}", config.listen))?;
@@ -88,6 +93,7 @@ pub async fn start_key_management(
         ues,
         Arc::clone(&socket),
         control,
+        counters,
     ));
     let function = Arc::new(KeyRequestFunction::new(
         Arc::clone(&distribution),
