@@ -719,18 +719,51 @@ listen = "127.0.0.1:{push_port}"
     assert_eq!(report.started, ["b"]);
     assert_eq!(protected(&gateway, "b"), 2, "b's counters carried over");
 
-    // The push endpoint is shared by every session: a restart changes it.
-    assert_eq!(
-        gateway
-            .reload(config(free_tcp_port(), &[a_changed.clone(), b.clone()]))
-            .await,
-        Err(ReloadRefused::NeedsRestart { field: "push" })
+    // The push endpoint moves without a restart: the new listener serves
+    // the same routes, the old one is gone.
+    let new_port = free_tcp_port();
+    let report = gateway
+        .reload(config(new_port, &[a_changed.clone(), b.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(report.unchanged, 2, "the sessions are untouched");
+    let moved = gateway.push_addr().expect("push endpoint");
+    assert_eq!(moved.port(), new_port);
+    let body = "pushed five.txt";
+    let reply = http(
+        moved,
+        "PUT",
+        "/sessions/a/objects/five.txt",
+        &format!("Content-Length: {}\r\n", body.len()),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(
+        tokio::net::TcpStream::connect(push).await.is_err(),
+        "the old listener is closed"
     );
-    assert_eq!(put("a", "five.txt").await.status, 201, "still served");
     wait_for("a protects the last push", Duration::from_secs(10), || {
         protected(&gateway, "a") == 4
     })
     .await;
+    // An address the new endpoint cannot have: refused, the endpoint stays.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = gateway
+        .reload(config(
+            taken.local_addr().unwrap().port(),
+            &[a_changed.clone(), b.clone()],
+        ))
+        .await;
+    assert!(
+        matches!(&refused, Err(ReloadRefused::Push(reason)) if reason.contains("push.listen")),
+        "{refused:?}"
+    );
+    assert_eq!(gateway.push_addr(), Some(moved));
+    assert_eq!(
+        gateway.config().push.as_ref().unwrap().listen.port(),
+        new_port
+    );
     gateway.stop().await;
     bmsc.stop().await.unwrap();
 }

@@ -6,8 +6,9 @@
 //! may depend on the field that changed.
 //!
 //! Settings of the whole process (state directory, instance, BM-SC connection,
-//! admin endpoint, lease size, push endpoint) are not reloadable: a reload that changes them
-//! is refused as a whole and the running configuration stays.
+//! admin endpoint, lease size) are not reloadable: a reload that changes them
+//! is refused as a whole and the running configuration stays. The push
+//! endpoint is: its listener is replaced, the sessions' routes stay.
 
 use super::config::{GatewayConfig, StreamingSession};
 use super::download::DownloadSession;
@@ -84,6 +85,8 @@ pub enum ReloadRefused {
     Invalid(String),
     #[error("`{field}` changed; it takes effect only at a restart (nothing was reloaded)")]
     NeedsRestart { field: &'static str },
+    #[error("push: the new endpoint cannot start ({0}); nothing was reloaded")]
+    Push(String),
 }
 
 /// Checks that `new` differs from `running` only in its sessions.
@@ -106,10 +109,6 @@ pub fn check_reloadable(running: &GatewayConfig, new: &GatewayConfig) -> Result<
     }
     if new.admin != running.admin {
         return needs_restart("admin");
-    }
-    // The push endpoint is one listener shared by every download session.
-    if new.push != running.push {
-        return needs_restart("push");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! a new configuration session by session (see [`super::reload`]).
 
 use super::config::{GatewayConfig, StreamingSession};
-use super::download::ingest::{PushServer, PushSessions, serve_push};
+use super::download::ingest::{PushConfig, PushServer, PushSessions, serve_push};
 use super::download::sender::SenderStats;
 use super::download::{self, DownloadHandle, DownloadSession, DownloadStats};
 use super::egress::{Egress, EgressStats};
@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -311,12 +312,37 @@ pub struct Gateway {
     retired_download: HashMap<String, DownloadCarry>,
 }
 
-/// The push endpoint feeding the download sessions, once ingest started.
-/// Each session owns its watch folder and its route on the endpoint
-/// ([`DownloadHandle::start_ingest`]).
+/// What feeds the download sessions once ingest started: the routes of the
+/// sessions that take pushed objects, and the listener serving them, if one
+/// is configured. Each session owns its watch folder and its route
+/// ([`DownloadHandle::start_ingest`]); a reload can replace the listener
+/// under the same routes.
 struct Ingest {
+    sessions: PushSessions,
+    push: Option<PushEndpoint>,
+}
+
+/// A running push listener and what stops it.
+struct PushEndpoint {
+    server: PushServer,
     stop: tokio::sync::oneshot::Sender<()>,
-    push: Option<(PushServer, PushSessions)>,
+}
+
+impl PushEndpoint {
+    async fn start(config: &PushConfig, state_dir: &Path, sessions: &PushSessions) -> Result<Self> {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let server = serve_push(config, state_dir, sessions.clone(), shutdown).await?;
+        Ok(Self { server, stop })
+    }
+
+    /// Stops taking requests, lets the ones in flight finish.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.join().await;
+    }
 }
 
 impl Gateway {
@@ -365,27 +391,83 @@ impl Gateway {
     /// and the HTTP push endpoint. Returns the push endpoint's address.
     /// Sessions a reload adds later are fed from their start.
     pub async fn start_ingest(&mut self) -> Result<Option<SocketAddr>> {
-        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let sessions = PushSessions::new();
         let push = match &self.config.push {
             Some(config) => {
-                let sessions = PushSessions::new();
-                let shutdown = async move {
-                    let _ = stopped.await;
-                };
-                let server =
-                    serve_push(config, &self.config.state_dir, sessions.clone(), shutdown).await?;
-                Some((server, sessions))
+                Some(PushEndpoint::start(config, &self.config.state_dir, &sessions).await?)
             }
             None => None,
         };
-        let addr = push.as_ref().map(|(server, _)| server.local_addr());
-        self.ingest = Some(Ingest { stop, push });
+        let addr = push.as_ref().map(|p| p.server.local_addr());
         for handle in &mut self.download {
             let session = session_config(&self.config.download, &handle.name);
-            let push = self.ingest.as_ref().and_then(|i| i.push.as_ref());
-            handle.start_ingest(session, push.map(|(_, sessions)| sessions))?;
+            handle.start_ingest(session, Some(&sessions))?;
         }
+        self.ingest = Some(Ingest { sessions, push });
         Ok(addr)
+    }
+
+    /// The push endpoint's address, while it serves.
+    pub fn push_addr(&self) -> Option<SocketAddr> {
+        let push = self.ingest.as_ref()?.push.as_ref()?;
+        Some(push.server.local_addr())
+    }
+
+    /// Moves the push endpoint to `new`: a listener on another address
+    /// starts before the old one stops, so an uploader never finds none; on
+    /// the same address the old one lets go of it first, and comes back if
+    /// the new one cannot start. The sessions' routes are untouched.
+    async fn reload_push(&mut self, new: Option<&PushConfig>) -> Result<()> {
+        if self.config.push.as_ref() == new {
+            return Ok(());
+        }
+        let state_dir = self.config.state_dir.clone();
+        let Some(ingest) = &mut self.ingest else {
+            return Ok(()); // not serving yet: start_ingest reads the new config
+        };
+        let previous = self.config.push.as_ref();
+        match (ingest.push.take(), new) {
+            (Some(old), Some(config)) if previous.is_some_and(|p| p.listen == config.listen) => {
+                old.stop().await;
+                match PushEndpoint::start(config, &state_dir, &ingest.sessions).await {
+                    Ok(endpoint) => ingest.push = Some(endpoint),
+                    Err(e) => {
+                        if let Some(previous) = previous {
+                            ingest.push = PushEndpoint::start(
+                                previous,
+                                &state_dir,
+                                &ingest.sessions,
+                            )
+                            .await
+                            .inspect_err(|again| {
+                                tracing::error!(
+                                    error = %format!("{again:#}"),
+                                    "push endpoint down: neither the new nor the old settings start"
+                                );
+                            })
+                            .ok();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            (old, new) => {
+                if let Some(config) = new {
+                    match PushEndpoint::start(config, &state_dir, &ingest.sessions).await {
+                        Ok(endpoint) => ingest.push = Some(endpoint),
+                        Err(e) => {
+                            ingest.push = old;
+                            return Err(e);
+                        }
+                    }
+                }
+                if let Some(old) = old {
+                    old.stop().await;
+                }
+            }
+        }
+        tracing::info!(push = ?self.push_addr(), "push endpoint reloaded");
+        Ok(())
     }
 
     /// Starts feeding a session started after [`Self::start_ingest`]; stops
@@ -398,8 +480,7 @@ impl Gateway {
         let Some(ingest) = &self.ingest else {
             return Ok(handle);
         };
-        let push = ingest.push.as_ref().map(|(_, sessions)| sessions);
-        match handle.start_ingest(session, push) {
+        match handle.start_ingest(session, Some(&ingest.sessions)) {
             Ok(()) => Ok(handle),
             Err(e) => {
                 handle.stop().await;
@@ -465,6 +546,9 @@ impl Gateway {
     /// configuration that changes process-wide settings is refused whole.
     pub async fn reload(&mut self, new: GatewayConfig) -> Result<ReloadReport, ReloadRefused> {
         check_reloadable(&self.config, &new)?;
+        self.reload_push(new.push.as_ref())
+            .await
+            .map_err(|e| ReloadRefused::Push(format!("{e:#}")))?;
         let mut report = ReloadReport::default();
         let streaming_plan = plan(&self.config.streaming, &new.streaming);
         let mut carried = stop_planned(&mut self.streaming, &streaming_plan, &mut report).await;
@@ -576,11 +660,8 @@ impl Gateway {
     /// journal is durable at every step (each mark is written and synced
     /// before a value under it is used), so nothing is left to flush.
     pub async fn stop(self) {
-        if let Some(ingest) = self.ingest {
-            let _ = ingest.stop.send(());
-            if let Some((push, _)) = ingest.push {
-                let _ = push.join().await;
-            }
+        if let Some(push) = self.ingest.and_then(|i| i.push) {
+            push.stop().await;
         }
         for s in self.streaming {
             s.stop().await;
