@@ -155,3 +155,82 @@ fn failed_preparation_is_retried_and_revocation_stops_everything() {
     assert_eq!(s.active(), None);
     assert!(matches!(s.poll(later), Some(MtkAction::Prepare { .. })));
 }
+
+/// Keys prepared and not yet retired: what the SRTP context holds.
+fn held_keys(log: &[(Duration, MtkAction)]) -> usize {
+    let mut held = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for (_, action) in log {
+        match action {
+            MtkAction::Activate(m) => {
+                held.insert(m.mtk_id.0);
+            }
+            MtkAction::Retire(m) => {
+                assert!(
+                    held.remove(&m.mtk_id.0),
+                    "retired {m:?} twice or never held"
+                );
+            }
+            _ => {}
+        }
+        most = most.max(held.len());
+    }
+    most
+}
+
+/// Every replaced MTK is retired, also when the next switch comes before its
+/// retirement was due (a retire delay as long as the period, or early
+/// switches): a key two switches old goes at once, so no more than the
+/// previous and the active key are ever held, and the SRTP context's ring
+/// never fills up.
+#[test]
+fn every_replaced_mtk_is_retired_even_when_switches_outpace_retirement() {
+    for (period, retire_after, max_packets) in [
+        (2_000, 2_000, None),
+        (2_000, 5_000, None),
+        (10_000, 2_000, Some(1)),
+    ] {
+        let timing = MtkTiming {
+            period: Duration::from_millis(period),
+            max_packets,
+            lead: Duration::from_millis(500),
+            resend: Duration::from_millis(300),
+            retire_after: Duration::from_millis(retire_after),
+            retry: Duration::from_millis(300),
+        };
+        let mut s = MtkSchedule::new(timing);
+        let start = Instant::now();
+        let mut log = Vec::new();
+        let mut next_id = 1;
+        let mut t = Duration::ZERO;
+        while t < Duration::from_secs(30) {
+            let now = start + t;
+            s.on_protected(1);
+            while let Some(action) = s.poll(now) {
+                log.push((t, action));
+                if let MtkAction::Prepare { activate_at } = action {
+                    s.prepared(mki(next_id), activate_at, now);
+                    next_id += 1;
+                }
+            }
+            t += Duration::from_millis(10);
+        }
+        let activations = log
+            .iter()
+            .filter(|(_, a)| matches!(a, MtkAction::Activate(_)))
+            .count();
+        let retirements = log
+            .iter()
+            .filter(|(_, a)| matches!(a, MtkAction::Retire(_)))
+            .count();
+        assert!(activations >= 10, "{period}/{retire_after}: {activations}");
+        assert!(
+            retirements + 2 >= activations,
+            "{period}/{retire_after}: {activations} switches, {retirements} retired"
+        );
+        assert!(
+            held_keys(&log) <= 2,
+            "{period}/{retire_after}: more than two keys held"
+        );
+    }
+}

@@ -131,15 +131,15 @@ impl MtkSchedule {
     /// stop until a new MTK is prepared and active.
     pub fn revoke_all(&mut self) -> impl Iterator<Item = Mki> + use<> {
         let gone = [
-            self.active.take(),
-            self.pending.take(),
-            self.retiring.take(),
+            self.active.take().map(|(mki, _)| mki),
+            self.pending.take().map(|(mki, _)| mki),
+            self.retiring.take().map(|(mki, _)| mki),
         ];
         self.announce_queue = [None; 2];
         self.announce_at = None;
         self.next_resend = None;
         self.packets = 0;
-        gone.into_iter().flatten().map(|(mki, _)| mki)
+        gone.into_iter().flatten()
     }
 
     /// Next action due at `now`, if any. Call until it returns `None`.
@@ -150,6 +150,13 @@ impl MtkSchedule {
         if let Some((mki, at)) = self.pending
             && now >= at
         {
+            // A key still waiting for its retirement (a retire delay as long
+            // as the period, an early switch) goes first: after this switch
+            // it would be two switches old, and with one slot for it, it
+            // would otherwise never be retired and fill the SRTP key ring.
+            if let Some((older, _)) = self.retiring.take() {
+                return Some(MtkAction::Retire(older));
+            }
             self.pending = None;
             if let Some((old, _)) = self.active.replace((mki, now)) {
                 self.retiring = Some((old, now + self.timing.retire_after));
