@@ -100,9 +100,12 @@ fn free_tcp_port() -> Result<u16> {
         .port())
 }
 
+/// Datagrams with their arrival times.
+type Captured = Vec<(Instant, Vec<u8>)>;
+
 /// Datagrams of one group:port with their arrival times.
 struct Capture {
-    packets: Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
+    packets: Arc<Mutex<Captured>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -130,7 +133,7 @@ impl Capture {
         Ok(Self { packets, stop })
     }
 
-    fn snapshot(&self) -> Vec<(Instant, Vec<u8>)> {
+    fn snapshot(&self) -> Captured {
         self.packets.lock().unwrap().clone()
     }
 }
@@ -150,7 +153,7 @@ struct Garbage {
 
 fn garbage_msk(i: u32) -> proto::Msk {
     proto::Msk {
-        key_domain_id: if i % 2 == 0 {
+        key_domain_id: if i.is_multiple_of(2) {
             vec![1, 2, 3]
         } else {
             KEY_DOMAIN.0.to_vec()
