@@ -709,6 +709,14 @@ listen = "127.0.0.1:{push_port}"
         text.contains("mbms_gateway_sessions{kind=\"download\"} 1"),
         "one download session counted"
     );
+    let series_of = |text: &str, session: &str| {
+        let label = format!("session=\"{session}\"");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .count()
+    };
+    assert_eq!(series_of(&text, "b"), 0, "b's series left the scrape");
+    assert!(series_of(&text, "a") > 0, "a's series stay");
 
     // Back again: b's counters go on from where they stopped, so its
     // exported series stay monotonic.
@@ -718,6 +726,15 @@ listen = "127.0.0.1:{push_port}"
         .unwrap();
     assert_eq!(report.started, ["b"]);
     assert_eq!(protected(&gateway, "b"), 2, "b's counters carried over");
+    telemetry.sync(&gateway);
+    let ingested = "mbms_gateway_download_objects_ingested_total{session=\"b\",origin=\"push\"}";
+    let text = metrics.render();
+    assert!(series_of(&text, "b") > 0, "b's series are back");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(ingested) && l.ends_with(" 1")),
+        "b's series go on from their value"
+    );
 
     // The push endpoint moves without a restart: the new listener serves
     // the same routes, the old one is gone.

@@ -110,6 +110,7 @@ impl WatchedKind {
 /// Keeps a gateway's metrics and readiness checks current while it lives.
 pub struct GatewayTelemetry {
     readiness: Readiness,
+    metrics: Metrics,
     gateway_metrics: GatewayMetrics,
     sessions: Arc<Mutex<Vec<WatchedSession>>>,
     /// Sessions marked not ready because a reload could not start them.
@@ -161,6 +162,7 @@ pub fn watch_gateway(
     };
     let telemetry = GatewayTelemetry {
         readiness: readiness.clone(),
+        metrics: metrics.clone(),
         gateway_metrics: GatewayMetrics::new(),
         sessions,
         failed: Mutex::default(),
@@ -206,6 +208,11 @@ impl GatewayTelemetry {
         };
         for gone in watched.iter().filter(|w| !current(w)) {
             self.readiness.remove(&readiness_name(&gone.name));
+            // A removed session's series leave the scrape; a restarted one
+            // (same name, new handle) keeps them.
+            if !running.iter().any(|h| h.name() == gone.name) {
+                self.metrics.withdraw_session(&gone.name);
+            }
         }
         watched.retain(current);
         for handle in running {
@@ -240,6 +247,7 @@ impl GatewayTelemetry {
     /// Starts watching one session: its readiness check and its metrics.
     fn watch(&self, gateway: &Gateway, handle: &dyn Watchable) -> WatchedSession {
         let name = handle.name();
+        self.metrics.restore_session(name);
         let check = handle.state().clone();
         self.readiness.probe(readiness_name(name), move || {
             state_readiness(&check.borrow())

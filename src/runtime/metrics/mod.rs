@@ -23,7 +23,7 @@ pub use labels::{
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use names::MetricType;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// A function run before each render, to copy state that is kept elsewhere
@@ -41,6 +41,10 @@ struct Hooks {
 pub struct Metrics {
     handle: PrometheusHandle,
     hooks: Arc<Mutex<Hooks>>,
+    /// Sessions no longer configured: their series are left out of every
+    /// render. The recorder cannot delete a series, so they are kept, and a
+    /// session added again under its name goes on with them.
+    withdrawn: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,6 +77,7 @@ pub fn install() -> Result<Metrics, BuildError> {
     let metrics = Metrics {
         handle,
         hooks: Arc::default(),
+        withdrawn: Arc::default(),
     };
     *installed = Some(metrics.clone());
     Ok(metrics)
@@ -106,7 +111,46 @@ impl Metrics {
         for hook in hooks {
             hook();
         }
-        self.handle.render()
+        let text = self.handle.render();
+        let withdrawn = self
+            .withdrawn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if withdrawn.is_empty() {
+            return text;
+        }
+        let labels: Vec<String> = withdrawn
+            .iter()
+            .map(|name| format!("session=\"{}\"", escape_label_value(name)))
+            .collect();
+        let shown = |line: &&str| {
+            line.starts_with('#')
+                || !labels.iter().any(|label| {
+                    line.match_indices(label.as_str()).any(|(at, _)| {
+                        matches!(line.as_bytes().get(at.wrapping_sub(1)), Some(b'{' | b','))
+                    })
+                })
+        };
+        let mut out: String = text.lines().filter(shown).collect::<Vec<_>>().join("\n");
+        out.push('\n');
+        out
+    }
+
+    /// Leaves the series of session `name` out of every render from now on
+    /// (the session was removed from the configuration).
+    pub fn withdraw_session(&self, name: &str) {
+        self.withdrawn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned());
+    }
+
+    /// Shows the series of session `name` again (it was added back).
+    pub fn restore_session(&self, name: &str) {
+        self.withdrawn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
     }
 
     /// Drains recorded histogram samples into their buckets; run periodically
@@ -127,6 +171,15 @@ impl Metrics {
             hooks: Arc::downgrade(&self.hooks),
         }
     }
+}
+
+/// A label value as the text exposition writes it (backslash, double quote
+/// and line feed escaped).
+fn escape_label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Keeps a scrape hook registered; dropping it removes the hook.
