@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mbms_gateway::bmsc::{
-    Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc, ServerTlsFiles,
-};
+mod common;
+use common::pki::Pki;
+use mbms_gateway::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource, RunningBmsc};
 use mbms_gateway::protocol::keys::{KeyDomainId, Msk, MskId, MtkId};
 use mbms_gateway::runtime::key_service::proto::key_service_server::{KeyService, KeyServiceServer};
 use mbms_gateway::runtime::key_service::proto::{self, msk_event::Event};
@@ -378,68 +378,18 @@ async fn invalidation_removes_the_msk_from_current() {
     bmsc.stop().await.unwrap();
 }
 
-/// PEM material for a test PKI: one CA, a server certificate for "localhost" and a
-/// client certificate, all signed by the CA.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Self {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
-            KeyPair, KeyUsagePurpose,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
-
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        write("ca.pem", ca.pem());
-
-        for (name, san, usage) in [
-            ("server", "localhost", ExtendedKeyUsagePurpose::ServerAuth),
-            (
-                "client",
-                "gw-a.example",
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ),
-        ] {
-            let mut params = CertificateParams::new(vec![san.to_owned()]).unwrap();
-            params.extended_key_usages = vec![usage];
-            let key = KeyPair::generate().unwrap();
-            let cert = params.signed_by(&key, &ca).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn server(&self, mutual: bool) -> ServerTlsFiles {
-        ServerTlsFiles {
-            cert_file: self.path("server.pem"),
-            key_file: self.path("server.key"),
-            client_ca_file: mutual.then(|| self.path("ca.pem")),
-        }
-    }
-
-    fn client(&self, addr: SocketAddr, with_identity: bool) -> MskClientConfig {
-        let mut c = client_config(addr, vec![1], "gw-tls");
-        c.endpoint = format!("https://{addr}");
-        c.tls = Some(ClientTlsFiles {
-            ca_file: self.path("ca.pem"),
-            cert_file: with_identity.then(|| self.path("client.pem")),
-            key_file: with_identity.then(|| self.path("client.key")),
-            domain_name: Some("localhost".into()),
-        });
-        c
-    }
+/// A gateway client of the BM-SC at `addr` that trusts `pki`'s CA and,
+/// `with_identity`, presents its client certificate.
+fn tls_client(pki: &Pki, addr: SocketAddr, with_identity: bool) -> MskClientConfig {
+    let mut c = client_config(addr, vec![1], "gw-tls");
+    c.endpoint = format!("https://{addr}");
+    c.tls = Some(ClientTlsFiles {
+        ca_file: pki.path("ca.pem"),
+        cert_file: with_identity.then(|| pki.path("client.pem")),
+        key_file: with_identity.then(|| pki.path("client.key")),
+        domain_name: Some("localhost".into()),
+    });
+    c
 }
 
 fn one_msk_config(dir: &Path) -> BmscConfig {
@@ -464,7 +414,7 @@ async fn tls_and_mutual_tls() {
     // Server-authenticated TLS.
     config.tls = Some(pki.server(false));
     let bmsc = start(&config).await;
-    let client = MskClient::start(pki.client(bmsc.local_addr, false)).unwrap();
+    let client = MskClient::start(tls_client(&pki, bmsc.local_addr, false)).unwrap();
     wait_connected(&client).await;
     assert!(client.msks().borrow().get(MskId::new(1, 7)).is_some());
     drop(client);
@@ -473,7 +423,7 @@ async fn tls_and_mutual_tls() {
     // Mutual TLS: a client with a certificate from the CA gets in.
     config.tls = Some(pki.server(true));
     let bmsc = start(&config).await;
-    let client = MskClient::start(pki.client(bmsc.local_addr, true)).unwrap();
+    let client = MskClient::start(tls_client(&pki, bmsc.local_addr, true)).unwrap();
     wait_connected(&client).await;
     assert_eq!(
         client.lease(MskId::new(1, 7), 2, 2).await.unwrap().mtk_ids,
@@ -481,7 +431,7 @@ async fn tls_and_mutual_tls() {
     );
 
     // ... one without a certificate is turned away and never installs anything.
-    let anonymous = MskClient::start(pki.client(bmsc.local_addr, false)).unwrap();
+    let anonymous = MskClient::start(tls_client(&pki, bmsc.local_addr, false)).unwrap();
     wait_for(&mut anonymous.status(), "repeated handshake failures", |s: &ClientStatus| {
         matches!(s.connection, ConnectionState::Connecting { attempt, last_error: Some(_) } if attempt >= 2)
     })

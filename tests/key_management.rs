@@ -6,6 +6,7 @@
 mod common;
 
 use common::gateway::*;
+use common::pki::Pki;
 use mbms_gateway::bmsc::key_management::{
     KeyManagementConfig, RunningKeyManagement, UserServiceConfig, start_key_management,
 };
@@ -22,6 +23,7 @@ use mbms_gateway::ue::key_management::{
     KeyRequestClient, KeyRequestError, RunningUe, UeConfig, start_ue,
 };
 use mbms_gateway::ue::probe::{ProbeKeySource, StreamingProbeConfig, start_streaming_probe};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -126,6 +128,8 @@ struct Lab {
     km: RunningKeyManagement,
     ue_port: u16,
     tap: Tap,
+    /// The CA of the Key Request function's certificate, when it is HTTPS.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 fn write_files(dir: &Path, ue_port: u16) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -162,6 +166,7 @@ fn write_files(dir: &Path, ue_port: u16) -> (std::path::PathBuf, std::path::Path
 fn km_config(ue_file: std::path::PathBuf) -> KeyManagementConfig {
     KeyManagementConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
         mikey_source: "127.0.0.1:0".parse().unwrap(),
         naf_id: NAF_ID.into(),
         digest_algorithm: "SHA-256".into(),
@@ -189,6 +194,12 @@ async fn lab(name: &str) -> Lab {
 
 /// [`lab`] in `dir`, the key management's counters journaled in `state_dir`.
 async fn lab_in(dir: &Path, state_dir: Option<&Path>) -> Lab {
+    lab_with(dir, state_dir, None).await
+}
+
+/// [`lab_in`], the Key Request function over HTTPS with `pki`'s server
+/// certificate (the UEs trust its CA).
+async fn lab_with(dir: &Path, state_dir: Option<&Path>, pki: Option<&Pki>) -> Lab {
     let ue_port = free_udp_port();
     let tap = Tap::start(SocketAddr::from((Ipv4Addr::LOCALHOST, ue_port)));
     let (ue_file, keys) = write_files(dir, tap.port);
@@ -199,7 +210,11 @@ async fn lab_in(dir: &Path, state_dir: Option<&Path>) -> Lab {
         mbms_gateway::bmsc::KeySource::File { path: keys },
     );
     let bmsc = start_bmsc(&config).await;
-    let km = start_key_management(&km_config(ue_file), bmsc.control.clone(), state_dir)
+    let config = KeyManagementConfig {
+        tls: pki.map(|p| p.server(false)),
+        ..km_config(ue_file)
+    };
+    let km = start_key_management(&config, bmsc.control.clone(), state_dir)
         .await
         .unwrap();
     Lab {
@@ -207,17 +222,25 @@ async fn lab_in(dir: &Path, state_dir: Option<&Path>) -> Lab {
         km,
         ue_port,
         tap,
+        ca_file: pki.map(|p| p.path("ca.pem")),
     }
 }
 
 impl Lab {
     fn url(&self) -> String {
-        format!("http://{}/keymanagement", self.km.http_addr)
+        match self.ca_file {
+            Some(_) => format!(
+                "https://localhost:{}/keymanagement",
+                self.km.http_addr.port()
+            ),
+            None => format!("http://{}/keymanagement", self.km.http_addr),
+        }
     }
 
     fn ue_config(&self) -> UeConfig {
         UeConfig {
             key_request_url: self.url(),
+            ca_file: self.ca_file.clone(),
             sa: sa(KS_NAF),
             mikey_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, self.ue_port)),
             key_domain_id: KEY_DOMAIN,
@@ -278,7 +301,7 @@ async fn missing_or_wrong_digest_gets_401_with_a_challenge() {
     assert_eq!(challenge.realm, NAF_ID);
 
     // A wrong password: 401 again after answering the fresh challenge.
-    let mut wrong = KeyRequestClient::new(&lab.url(), sa([0x12; 32])).unwrap();
+    let mut wrong = KeyRequestClient::new(&lab.url(), sa([0x12; 32]), None).unwrap();
     let err = wrong
         .send(&KeyRequest::Register {
             service_ids: vec![TV.into()],
@@ -292,7 +315,7 @@ async fn missing_or_wrong_digest_gets_401_with_a_challenge() {
     assert!(lab.km.distribution().registrations(B_TID).is_empty());
 
     // The right one is accepted, and the BM-SC proves itself (rspauth).
-    let mut right = KeyRequestClient::new(&lab.url(), sa(KS_NAF)).unwrap();
+    let mut right = KeyRequestClient::new(&lab.url(), sa(KS_NAF), None).unwrap();
     assert!(
         right
             .send(&KeyRequest::Register {
@@ -306,7 +329,7 @@ async fn missing_or_wrong_digest_gets_401_with_a_challenge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_user_service_gets_an_error_status() {
     let lab = lab("km-membership").await;
-    let mut client = KeyRequestClient::new(&lab.url(), sa(KS_NAF)).unwrap();
+    let mut client = KeyRequestClient::new(&lab.url(), sa(KS_NAF), None).unwrap();
     let answer = client
         .send(&KeyRequest::Register {
             service_ids: vec![RADIO.into(), TV.into(), "urn:none".into()],
@@ -560,6 +583,7 @@ async fn registration_to_decrypted_gateway_srtp() {
 
     let ue = start_ue(UeConfig {
         key_request_url: format!("http://{}/keymanagement", km.http_addr),
+        ca_file: None,
         sa: sa(KS_NAF),
         mikey_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, ue_port)),
         key_domain_id: KEY_DOMAIN,
@@ -658,4 +682,91 @@ fn deploy_examples_parse() {
     assert!(provisioned.services.contains(&ue.services[0]));
     let err = BmscConfig::from_toml(&text.replace("nonce_lifetime_s", "nonce_life_s")).unwrap_err();
     assert!(err.to_string().contains("nonce_life_s"), "{err}");
+}
+
+/// The Key Request function over HTTPS: registration, the MSK delivery it
+/// leads to, an MSK request and deregistration, with the UE verifying the
+/// BM-SC's certificate against its CA file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_request_over_https_end_to_end() {
+    let pki = Pki::new();
+    let lab = lab_with(&temp_dir("km-https"), None, Some(&pki)).await;
+    assert!(lab.url().starts_with("https://"));
+    let ue = lab.ue().await;
+    wait_msks(&ue, "MSK 1/1 over HTTPS", |set| {
+        set.get(MskId::new(1, 1)).is_some()
+    })
+    .await;
+    assert_eq!(
+        lab.km.distribution().registrations(B_TID),
+        BTreeSet::from([TV.to_owned()])
+    );
+    let mut client = KeyRequestClient::new(&lab.url(), sa(KS_NAF), lab.ca_file.as_deref()).unwrap();
+    let answer = client
+        .send(&KeyRequest::Msk {
+            keys: vec![KeyRef {
+                key_domain_id: KEY_DOMAIN,
+                msk_id: MskId::new(1, 0),
+            }],
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answer, KeyResponse::Msk(items) if items.iter().all(|(_, s)| *s == Status::Ok)),
+        "{answer:?}"
+    );
+    ue.stop().await;
+    wait_for("the deregistration", Duration::from_secs(5), || {
+        lab.km.distribution().registrations(B_TID).is_empty()
+    })
+    .await;
+}
+
+/// A UE that trusts another CA refuses the BM-SC and says why; plain HTTP
+/// is refused off loopback on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_needs_the_right_ca_and_plain_http_stays_on_loopback() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let lab = lab_with(&temp_dir("km-https-ca"), None, Some(&pki)).await;
+    let mut client =
+        KeyRequestClient::new(&lab.url(), sa(KS_NAF), Some(&other.path("ca.pem"))).unwrap();
+    let err = client
+        .send(&KeyRequest::Register {
+            service_ids: vec![TV.into()],
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TLS") && err.contains("invalid peer certificate"),
+        "{err}"
+    );
+    assert!(lab.km.distribution().registrations(B_TID).is_empty());
+    // https:// without a CA file, and http:// to a routable address.
+    let no_ca = KeyRequestClient::new(&lab.url(), sa(KS_NAF), None)
+        .err()
+        .unwrap();
+    assert!(no_ca.to_string().contains("needs a ca_file"), "{no_ca}");
+    let plain = KeyRequestClient::new("http://192.0.2.1:8080/keymanagement", sa(KS_NAF), None)
+        .err()
+        .unwrap();
+    assert!(
+        plain.to_string().contains("plain HTTP only to a loopback"),
+        "{plain}"
+    );
+    let config = KeyManagementConfig {
+        listen: "0.0.0.0:8443".parse().unwrap(),
+        ..km_config("ues.toml".into())
+    };
+    let err = config
+        .validate(&BTreeSet::from([1, 2]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("plain HTTP only on loopback"), "{err}");
+    let config = KeyManagementConfig {
+        tls: Some(pki.server(false)),
+        ..config
+    };
+    config.validate(&BTreeSet::from([1, 2])).unwrap();
 }

@@ -11,6 +11,7 @@ use crate::protocol::keys::KeyDomainId;
 use crate::runtime::key_service::config::{
     ConfigError, de_key_domain_id, invalid, validate_key_groups,
 };
+pub use crate::runtime::tls::ServerTlsFiles;
 
 /// Reference BM-SC configuration (`mbms-gateway bmsc --config FILE`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -43,17 +44,6 @@ pub struct BmscConfig {
 
 fn default_heartbeat_interval_s() -> u32 {
     10
-}
-
-/// Server certificate and key (PEM); with `client_ca_file`, clients must present a
-/// certificate signed by that CA (mutual TLS).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerTlsFiles {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    #[serde(default)]
-    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The MSK source of the reference BM-SC.

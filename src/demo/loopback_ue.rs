@@ -44,6 +44,7 @@ pub async fn start_loopback_ue(
     let km = start_key_management(
         &KeyManagementConfig {
             listen: "127.0.0.1:0".parse()?,
+            tls: None,
             mikey_source: "127.0.0.1:0".parse()?,
             naf_id: "bmsc.localhost".into(),
             digest_algorithm: "SHA-256".into(),
@@ -61,6 +62,7 @@ pub async fn start_loopback_ue(
     .await?;
     let ue = start_ue(UeConfig {
         key_request_url: format!("http://{}/keymanagement", km.http_addr),
+        ca_file: None,
         sa: UeSecurityAssociation {
             b_tid: B_TID.into(),
             impi: "loopback@ims.localhost".into(),

@@ -1,6 +1,8 @@
-//! The HTTP/1.1 server loop shared by the gateway's endpoints (admin, push):
-//! one task per connection, a header read timeout against idle clients, and
-//! on shutdown a graceful close of every connection with a bounded drain.
+//! The HTTP/1.1 server loop shared by the endpoints (the gateway's admin
+//! and push endpoints, the BM-SC's Key Request function): one task per
+//! connection, TLS when configured, a header read timeout against idle
+//! clients, and on shutdown a graceful close of every connection with a
+//! bounded drain.
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -11,11 +13,14 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// A client that has not sent its request head by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,17 +33,19 @@ pub(crate) struct Upkeep {
     pub run: Box<dyn Fn() + Send>,
 }
 
-/// Serves `listener` until `shutdown` completes. `handler` answers each
-/// request; its `watch::Receiver` changes when the endpoint stops, so a
-/// request that waits (for queue room, say) can give up.
+/// Serves `listener` (over TLS with `tls`) until `shutdown` completes.
+/// `handler` answers each request, given the peer's address; its
+/// `watch::Receiver` changes when the endpoint stops, so a request that
+/// waits (for queue room, say) can give up.
 pub(crate) async fn serve_connections<H, F>(
     endpoint: &'static str,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     handler: H,
     shutdown: impl Future<Output = ()>,
     upkeep: Option<Upkeep>,
 ) where
-    H: Fn(Request<Incoming>, watch::Receiver<()>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr, watch::Receiver<()>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let (stop_tx, stop_rx) = watch::channel(());
@@ -60,8 +67,20 @@ pub(crate) async fn serve_connections<H, F>(
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(endpoint, stream, handler.clone(), stop_rx.clone()));
+                Ok((stream, peer)) => {
+                    let (handler, stop) = (handler.clone(), stop_rx.clone());
+                    let tls = tls.clone();
+                    connections.spawn(async move {
+                        let Some(tls) = tls else {
+                            return serve_connection(endpoint, stream, peer, handler, stop).await;
+                        };
+                        // The handshake gets the time a request head gets.
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => serve_connection(endpoint, stream, peer, handler, stop).await,
+                            Ok(Err(e)) => tracing::info!(endpoint, %peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::info!(endpoint, %peer, "TLS handshake timed out"),
+                        }
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off rather than spin.
@@ -83,18 +102,20 @@ pub(crate) async fn serve_connections<H, F>(
     tracing::info!(endpoint, "endpoint stopped");
 }
 
-async fn serve_connection<H, F>(
+async fn serve_connection<S, H, F>(
     endpoint: &'static str,
-    stream: TcpStream,
+    stream: S,
+    peer: SocketAddr,
     handler: H,
     stop: watch::Receiver<()>,
 ) where
-    H: Fn(Request<Incoming>, watch::Receiver<()>) -> F + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr, watch::Receiver<()>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let mut stopping = stop.clone();
     let service = service_fn(move |request| {
-        let response = handler(request, stop.clone());
+        let response = handler(request, peer, stop.clone());
         async move { Ok::<_, Infallible>(response.await) }
     });
     let connection = http1::Builder::new()

@@ -12,5 +12,6 @@ pub mod log_limit;
 pub mod metrics;
 pub mod sd_notify;
 pub mod synthetic;
+pub mod tls;
 pub mod udp;
 pub mod units;

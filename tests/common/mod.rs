@@ -5,4 +5,5 @@
 pub mod gateway;
 pub mod http;
 pub mod libsrtp;
+pub mod pki;
 pub mod process;

@@ -11,13 +11,19 @@ use zeroize::Zeroize;
 
 use crate::protocol::key_request::{Algorithm, KsNaf, UeSecurityAssociation};
 use crate::protocol::profile::key_management as profile;
+use crate::runtime::tls::ServerTlsFiles;
 
 /// The Key Request and Key Distribution functions (TS 33.246 §6.3.2).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyManagementConfig {
-    /// HTTP listen address of the Key Request function.
+    /// Listen address of the Key Request function. Off loopback it needs
+    /// `tls`: UEs send their Digest credentials and requests over it.
     pub listen: SocketAddr,
+    /// HTTPS: the function's certificate and key, and with `client_ca_file`
+    /// the CA UE certificates must be signed by.
+    #[serde(default)]
+    pub tls: Option<ServerTlsFiles>,
     /// Local address MSK messages are sent from (port 0: any); verification
     /// messages from UEs come back here.
     #[serde(default = "default_mikey_source")]
@@ -71,6 +77,12 @@ impl KeyManagementConfig {
     /// Checks the section against the Key Groups the BM-SC serves.
     pub fn validate(&self, served_groups: &BTreeSet<u16>) -> anyhow::Result<()> {
         self.algorithm()?;
+        anyhow::ensure!(
+            self.tls.is_some() || self.listen.ip().is_loopback(),
+            "key_management.listen {}: plain HTTP only on loopback; set key_management.tls \
+             (cert_file, key_file) to serve UEs over HTTPS",
+            self.listen
+        );
         anyhow::ensure!(!self.naf_id.is_empty(), "key_management.naf_id: empty");
         anyhow::ensure!(
             self.nonce_lifetime_s > 0,

@@ -5,7 +5,6 @@
 //! with a fresh `WWW-Authenticate`; an accepted one gets the answer body with
 //! `Authentication-Info` (rspauth).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,26 +12,22 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use super::distribution::Distribution;
 use crate::protocol::key_request::{
     Algorithm, AuthenticationInfo, Challenge, Credentials, KeyRequest, KeyResponse, NonceBook,
     NonceError,
 };
+use crate::runtime::http_server::serve_connections;
+use crate::runtime::tls::TlsAcceptor;
 
 /// Where the Key Request function listens.
 pub const KEY_REQUEST_PATH: &str = "/keymanagement";
 /// Largest request body read (a request lists at most 64 items).
 const MAX_BODY: usize = 64 * 1024;
-/// A client that has not sent its request head by then is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Live nonces kept at most.
 const NONCE_CAPACITY: usize = 4096;
 
@@ -196,58 +191,22 @@ impl KeyRequestFunction {
 }
 
 /// Serves until `stop` changes, then drains open connections.
+/// Serves the function on `listener` (HTTPS with `tls`) until `stop` turns
+/// true.
 pub(super) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     function: Arc<KeyRequestFunction>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
-    let connection_stop = stop.clone();
-    loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let function = Arc::clone(&function);
-                    let stop = connection_stop.clone();
-                    connections.spawn(serve_connection(stream, peer, function, stop));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Key Request function accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    connections.abort_all();
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    function: Arc<KeyRequestFunction>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |request| {
+    let handler = move |request, peer, _stop| {
         let function = Arc::clone(&function);
-        async move { Ok::<_, Infallible>(function.respond(peer, request).await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stopped(&mut stop) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+        async move { function.respond(peer, request).await }
     };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "Key Request connection ended with an error");
-    }
+    let shutdown = async move {
+        let _ = stop.wait_for(|&s| s).await;
+    };
+    serve_connections("key request", listener, tls, handler, shutdown, None).await;
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -258,9 +217,4 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|&s| s).await;
 }

@@ -75,6 +75,12 @@ pub async fn start_key_management(
     let services = config.service_map();
     let ues = load_ue_file(&config.ue_file, &services)?;
     let counters = counter_journal::CounterJournal::open(state_dir)?;
+    let tls = match &config.tls {
+        Some(files) => Some(crate::runtime::tls::TlsAcceptor::from(
+            files.server_config().context("key_management.tls")?,
+        )),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("key_management.listen {}", config.listen))?;
@@ -103,7 +109,7 @@ pub async fn start_key_management(
     ));
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(http::serve(listener, function, stopped.clone())),
+        tokio::spawn(http::serve(listener, tls, function, stopped.clone())),
         tokio::spawn(push_changes(
             Arc::clone(&distribution),
             events,

@@ -81,13 +81,14 @@ pub async fn serve_admin(
             move || metrics.run_upkeep()
         }),
     };
-    let handler = move |request: Request<Incoming>, _stop: watch::Receiver<()>| {
+    let handler = move |request: Request<Incoming>, _peer, _stop: watch::Receiver<()>| {
         let response = respond(&state, &request);
         async move { response }
     };
     let task = tokio::spawn(serve_connections(
         "admin",
         listener,
+        None,
         handler,
         shutdown,
         Some(upkeep),

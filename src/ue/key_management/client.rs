@@ -4,13 +4,21 @@
 //! answer the known nonce with the next nonce count, and a 401 (stale or not)
 //! restarts with the new challenge. Every 200 must carry an
 //! `Authentication-Info` whose rspauth proves the BM-SC knows the password.
+//!
+//! `https://` URLs go over TLS, the server verified against the CA file the
+//! UE is provisioned with; plain `http://` only to a loopback address.
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use std::path::Path;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use crate::runtime::tls::{self, TlsConnector};
 
 use crate::protocol::key_request::{
     AuthenticationInfo, Challenge, Credentials, KeyRequest, KeyResponse, UeSecurityAssociation,
@@ -22,8 +30,16 @@ const MAX_RESPONSE: usize = 64 * 1024;
 /// Why a key management request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRequestError {
-    #[error("key_request_url {0:?}: expected http://host:port/path")]
+    #[error("key_request_url {0:?}: expected http://host:port/path or https://host:port/path")]
     BadUrl(String),
+    #[error(
+        "key_request_url {0:?}: plain HTTP only to a loopback address; use https:// with a ca_file"
+    )]
+    PlainHttpOffLoopback(String),
+    #[error("key_request_url {0:?}: https:// needs a ca_file to verify the BM-SC")]
+    NoCaFile(String),
+    #[error("Key Request function {authority}: TLS: {reason}")]
+    Tls { authority: String, reason: String },
     #[error("Key Request function {authority}: {source}")]
     Connect {
         authority: String,
@@ -48,6 +64,8 @@ pub enum KeyRequestError {
 /// An authenticated client of one Key Request function.
 pub struct KeyRequestClient {
     authority: String,
+    /// TLS to the function, when the URL is `https://`.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     path: String,
     sa: UeSecurityAssociation,
     challenge: Option<Challenge>,
@@ -55,19 +73,52 @@ pub struct KeyRequestClient {
 }
 
 impl KeyRequestClient {
-    pub fn new(url: &str, sa: UeSecurityAssociation) -> Result<Self, KeyRequestError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| KeyRequestError::BadUrl(url.into()))?;
+    /// A client of the function at `url`; `ca_file` is the trust anchor
+    /// of an `https://` URL.
+    pub fn new(
+        url: &str,
+        sa: UeSecurityAssociation,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, KeyRequestError> {
+        let bad = || KeyRequestError::BadUrl(url.into());
+        let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(bad()),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        if authority.is_empty() {
-            return Err(KeyRequestError::BadUrl(url.into()));
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
         }
+        let tls = if https {
+            let ca_file = ca_file.ok_or_else(|| KeyRequestError::NoCaFile(url.into()))?;
+            let config = tls::client_config(ca_file).map_err(|e| KeyRequestError::Tls {
+                authority: authority.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+            let name = ServerName::try_from(host.to_owned()).map_err(|_| bad())?;
+            Some((TlsConnector::from(config), name))
+        } else {
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(KeyRequestError::PlainHttpOffLoopback(url.into()));
+            }
+            None
+        };
         Ok(Self {
             authority: authority.to_owned(),
+            tls,
             path: path.to_owned(),
             sa,
             challenge: None,
@@ -151,13 +202,18 @@ impl KeyRequestClient {
                 authority: self.authority.clone(),
                 source,
             })?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "Key Request connection ended with an error");
+        let (mut sender, driver) = match &self.tls {
+            None => handshake(stream).await?,
+            Some((connector, name)) => {
+                let stream = connector.connect(name.clone(), stream).await.map_err(|e| {
+                    KeyRequestError::Tls {
+                        authority: self.authority.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                handshake(stream).await?
             }
-        });
+        };
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(&self.path)
@@ -184,4 +240,26 @@ impl KeyRequestClient {
         driver.abort();
         Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// An HTTP/1.1 connection over `stream`, its driver running in a task.
+async fn handshake<S>(
+    stream: S,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        tokio::task::JoinHandle<()>,
+    ),
+    KeyRequestError,
+>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "Key Request connection ended with an error");
+        }
+    });
+    Ok((sender, driver))
 }

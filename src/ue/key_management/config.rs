@@ -3,7 +3,7 @@
 //! Service Announcement's key information. Strict TOML; secrets never printed.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,8 +17,12 @@ use crate::runtime::key_service::config::parse_key_domain_id;
 /// Everything a UE agent needs.
 #[derive(Debug, Clone)]
 pub struct UeConfig {
-    /// `http://host:port/path` of the BM-SC Key Request function.
+    /// `https://host:port/path` of the BM-SC Key Request function
+    /// (`http://` only on loopback).
     pub key_request_url: String,
+    /// The CA that signed the Key Request function's certificate (for
+    /// `https://`).
+    pub ca_file: Option<PathBuf>,
     pub sa: UeSecurityAssociation,
     /// Where MSK messages arrive (the port provisioned at the BM-SC).
     pub mikey_listen: SocketAddr,
@@ -38,6 +42,8 @@ pub struct UeConfig {
 #[serde(deny_unknown_fields)]
 struct UeFile {
     key_request_url: String,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
     b_tid: String,
     impi: String,
     ks_naf: String,
@@ -75,7 +81,8 @@ impl UeConfig {
     /// Reads a UE file:
     ///
     /// ```toml
-    /// key_request_url = "http://127.0.0.1:8080/keymanagement"
+    /// key_request_url = "https://bmsc.example.org:8443/keymanagement"
+    /// ca_file = "/etc/mbms/bmsc-ca.pem"   # trust anchor of https://
     /// b_tid = "cmFuZDE=@bsf.example.org"
     /// impi = "001010000000001@ims.example.org"
     /// ks_naf = "…"                 # 64 hex digits
@@ -115,11 +122,12 @@ impl UeConfig {
             "key_groups: at least one Key Group"
         );
         anyhow::ensure!(
-            file.key_request_url.starts_with("http://"),
-            "key_request_url: only http:// URLs are supported"
+            !file.key_request_url.starts_with("https://") || file.ca_file.is_some(),
+            "key_request_url: https:// needs ca_file (the CA of the BM-SC's certificate)"
         );
         Ok(Self {
             key_request_url: file.key_request_url.clone(),
+            ca_file: file.ca_file.clone(),
             sa: UeSecurityAssociation {
                 b_tid: file.b_tid.clone(),
                 impi: file.impi.clone(),

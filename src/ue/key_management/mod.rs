@@ -163,7 +163,11 @@ pub async fn start_ue(config: UeConfig) -> anyhow::Result<RunningUe> {
         .await
         .map_err(|e| anyhow::anyhow!("UE MSK port {}: {e}", config.mikey_listen))?;
     let mikey_addr = socket.local_addr()?;
-    let mut client = KeyRequestClient::new(&config.key_request_url, config.sa.clone())?;
+    let mut client = KeyRequestClient::new(
+        &config.key_request_url,
+        config.sa.clone(),
+        config.ca_file.as_deref(),
+    )?;
     let stats = Arc::new(Mutex::new(UeStats::default()));
     let answer = client
         .send(&KeyRequest::Register {

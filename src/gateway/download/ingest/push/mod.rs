@@ -138,11 +138,13 @@ pub async fn serve_push(
         spool_dir: spool_dir.clone(),
         unattributed: PushMetrics::new(),
     });
-    let handler = move |request: Request<Incoming>, stop: watch::Receiver<()>| {
+    let handler = move |request: Request<Incoming>, _peer, stop: watch::Receiver<()>| {
         let state = state.clone();
         async move { respond(&state, request, stop).await }
     };
-    let task = tokio::spawn(serve_connections("push", listener, handler, shutdown, None));
+    let task = tokio::spawn(serve_connections(
+        "push", listener, None, handler, shutdown, None,
+    ));
     tracing::info!(%local_addr, spool = %spool_dir.display(), "push endpoint listening");
     Ok(PushServer {
         local_addr,
