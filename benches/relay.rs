@@ -527,6 +527,7 @@ impl GatewayRelay {
                 ingest_source: None,
                 ingest_interface: None,
                 port: dest.port(),
+                sdp: None,
             }],
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

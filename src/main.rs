@@ -1,16 +1,17 @@
 //! The `mbms-gateway` command line (design §5). Scripts depend on these
 //! subcommands and flags; keep them stable.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use mbms_gateway::bmsc::{BmscConfig, serve as serve_bmsc};
 use mbms_gateway::demo::{DemoOptions, run_demo};
-use mbms_gateway::gateway::config::GatewayConfig;
+use mbms_gateway::gateway::config::{DescribeError, GatewayConfig};
 use mbms_gateway::gateway::download::send::send_files;
 use mbms_gateway::gateway::service::run_gateway;
 use mbms_gateway::protocol::srtp::RocTransmission;
 use mbms_gateway::runtime::key_service::MskClientConfig;
 use mbms_gateway::runtime::key_service::config::parse_key_domain_id;
+use mbms_gateway::runtime::wall_clock;
 use mbms_gateway::ue::key_management::{UeConfig, start_ue};
 use mbms_gateway::ue::probe::{
     ProbeExpect, ProbeKeySource, StreamingProbeConfig, run_streaming_probe,
@@ -83,6 +84,14 @@ enum Command {
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Print the SDP description of a streaming session of a gateway
+    /// configuration (what `/sessions/NAME/sdp` serves).
+    Sdp {
+        #[arg(long)]
+        config: PathBuf,
+        /// The streaming session.
+        session: String,
     },
 }
 
@@ -333,5 +342,44 @@ async fn run(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sdp { config, session } => {
+            print!("{}", describe_session(&config, &session)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The SDP of `session` in the configuration at `path`; its version is the
+/// file's modification time, so it grows with every edit.
+fn describe_session(path: &std::path::Path, session: &str) -> Result<String> {
+    let config = GatewayConfig::load(path)?;
+    if config.download.iter().any(|s| s.name == session) {
+        bail!(
+            "{}: {}",
+            path.display(),
+            DescribeError::Download(session.into())
+        );
+    }
+    let described = config
+        .streaming
+        .iter()
+        .find(|s| s.name == session)
+        .with_context(|| {
+            format!(
+                "{}: no streaming session `{session}` (there are: {})",
+                path.display(),
+                config
+                    .streaming
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("{}: modification time", path.display()))?;
+    described
+        .sdp(config.bmsc.key_domain_id, wall_clock::ntp_seconds(modified))
+        .with_context(|| format!("{}: session `{session}`", path.display()))
 }

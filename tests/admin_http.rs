@@ -5,7 +5,7 @@
 //! The recorder is process-wide, so each test uses its own session names.
 
 use mbms_gateway::gateway::egress::{Egress, EgressKind};
-use mbms_gateway::runtime::admin::{AdminConfig, AdminServer, Readiness, serve_admin};
+use mbms_gateway::runtime::admin::{AdminConfig, AdminServer, AdminViews, Readiness, serve_admin};
 use mbms_gateway::runtime::key_service::ConnectionState;
 use mbms_gateway::runtime::metrics::names::{self, MetricType, label};
 use mbms_gateway::runtime::metrics::{
@@ -83,9 +83,13 @@ async fn start(
         ..AdminConfig::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = serve_admin(&config, metrics.clone(), readiness, async {
-        let _ = stopped.await;
-    })
+    let server = serve_admin(
+        &config,
+        AdminViews::new(metrics.clone(), readiness),
+        async {
+            let _ = stopped.await;
+        },
+    )
     .await
     .unwrap();
     (server, stop, metrics)
@@ -476,8 +480,12 @@ async fn non_loopback_listen_without_token_is_refused_before_binding() {
         listen: "0.0.0.0:0".parse().unwrap(),
         ..AdminConfig::default()
     };
-    let error = serve_admin(&config, metrics, Readiness::new(), std::future::pending())
-        .await
-        .unwrap_err();
+    let error = serve_admin(
+        &config,
+        AdminViews::new(metrics, Readiness::new()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("admin.token"), "{error}");
 }

@@ -1,7 +1,8 @@
 //! Every class of configuration error names the field and the line it is on,
 //! as `mbms-gateway check-config` prints it: unknown keys, bad addresses,
 //! zero where a positive value is needed, duplicate destinations, a missing
-//! Key Group, and settings the gateway refuses to start with.
+//! Key Group, flows that cannot be announced in SDP, and settings the gateway
+//! refuses to start with.
 
 use mbms_gateway::gateway::config::GatewayConfig;
 use std::process::Command;
@@ -260,4 +261,67 @@ fn bad_roc_transmission_settings() {
     assert_eq!((roc.mode_name(), roc.rate()), ("rccm1", Some(4)));
     let default = config.streaming[0].srtp.roc().unwrap();
     assert_eq!((default.mode_name(), default.rate()), ("rccm2", Some(16)));
+}
+
+#[test]
+fn flow_sdp_tables_that_cannot_be_announced() {
+    let video = "sdp = { media = \"video\", payload_type = 96, bitrate = \"4Mbit\" }";
+    let good = edit("port = 5004\n", &format!("port = 5004\n{video}\n"));
+    let sdp = GatewayConfig::parse(&good).unwrap().streaming[0]
+        .sdp(
+            mbms_gateway::protocol::keys::KeyDomainId([0x64, 0xf0, 0]),
+            1,
+        )
+        .unwrap();
+    assert!(sdp.contains("m=video 5004 RTP/SAVP 96\r\n"), "{sdp}");
+
+    let bad = |from: &str, to: &str| {
+        edit(
+            "port = 5004\n",
+            &format!("port = 5004\n{}\n", video.replace(from, to)),
+        )
+    };
+    let text = bad("payload_type = 96", "payload_type = 128");
+    assert_names(&text, "payload_type", "sdp = {");
+    let text = bad("\"video\"", "\"image\"");
+    let e = assert_names(&text, "streaming[0].flow[0].sdp", "sdp = {");
+    assert!(e.contains("image"), "{e}");
+    let text = bad(", bitrate = \"4Mbit\"", "");
+    assert_names(&text, "bitrate", "sdp = {");
+    let text = bad("\"4Mbit\"", "\"4\"");
+    let e = assert_names(&text, "bitrate", "sdp = {");
+    assert!(e.contains("no unit"), "{e}");
+    let text = bad("bitrate", "bitrat");
+    assert_names(&text, "bitrat", "sdp = {");
+    let text = bad(
+        "media = \"video\"",
+        "media = \"video\", rtpmap = \"H264/90000\\r\\na=x\"",
+    );
+    let e = assert_names(&text, "streaming[0].flow[0].sdp", "sdp = {");
+    assert!(e.contains("rtpmap"), "{e}");
+}
+
+#[test]
+fn a_session_announces_all_its_flows_or_none() {
+    let video = "sdp = { media = \"video\", payload_type = 96, bitrate = \"4Mbit\" }";
+    let text = format!(
+        "{}[[streaming.flow]]\ningest = \"127.0.0.1:5008\"\nport = 5008\n",
+        GOOD.replacen("port = 5006\n", &format!("port = 5006\n{video}\n"), 1)
+    );
+    let e = error(&text);
+    assert!(e.contains("streaming[1].flow[1].sdp: missing"), "{e}");
+}
+
+#[test]
+fn a_source_specific_session_announced_without_its_source() {
+    let video = "sdp = { media = \"video\", payload_type = 96, bitrate = \"4Mbit\" }";
+    let text = edit("port = 5004\n", &format!("port = 5004\n{video}\n"))
+        .replace("\"239.1.1.1\"", "\"232.1.1.1\"");
+    let e = error(&text);
+    assert!(
+        e.contains("streaming[0].interface")
+            && e.contains("232.1.1.1")
+            && e.contains("source-specific"),
+        "{e}"
+    );
 }

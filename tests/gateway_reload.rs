@@ -391,7 +391,7 @@ async fn a_session_that_failed_to_start_is_not_ready_and_retried() {
     use mbms_gateway::gateway::Gateway;
     use mbms_gateway::gateway::config::GatewayConfig;
     use mbms_gateway::gateway::telemetry::watch_gateway;
-    use mbms_gateway::runtime::admin::readiness::Readiness;
+    use mbms_gateway::runtime::admin::{AdminViews, readiness::Readiness};
     use mbms_gateway::runtime::metrics;
     const RADIO_KEY_GROUP: u16 = 12;
 
@@ -441,7 +441,10 @@ port = 5004
     let mut gateway = Gateway::start(&GatewayConfig::parse(&setup.toml()).unwrap()).unwrap();
     let metrics = metrics::install().unwrap();
     let readiness = Readiness::new();
-    let telemetry = watch_gateway(&gateway, &metrics, &readiness);
+    let telemetry = watch_gateway(
+        &gateway,
+        &AdminViews::new(metrics.clone(), readiness.clone()),
+    );
     let radio_check =
         |readiness: &Readiness| readiness.report().failing.get("session radio").cloned();
 
@@ -519,7 +522,7 @@ async fn download_sessions_follow_a_reload() {
     use mbms_gateway::gateway::reload::ReloadRefused;
     use mbms_gateway::gateway::streaming::SessionState;
     use mbms_gateway::gateway::telemetry::watch_gateway;
-    use mbms_gateway::runtime::admin::Readiness;
+    use mbms_gateway::runtime::admin::{AdminViews, Readiness};
     use mbms_gateway::runtime::metrics;
     use std::sync::atomic::Ordering;
 
@@ -582,7 +585,10 @@ listen = "127.0.0.1:{push_port}"
         .expect("push endpoint");
     let metrics = metrics::install().unwrap();
     let readiness = Readiness::new();
-    let telemetry = watch_gateway(&gateway, &metrics, &readiness);
+    let telemetry = watch_gateway(
+        &gateway,
+        &AdminViews::new(metrics.clone(), readiness.clone()),
+    );
     let handle = |gateway: &Gateway, name: &str| -> (usize, u64) {
         let i = gateway
             .download

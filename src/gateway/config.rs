@@ -4,8 +4,10 @@
 
 use super::download::DownloadSession;
 use super::download::ingest::PushConfig;
+use crate::protocol::keys::KeyDomainId;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
+use crate::protocol::sdp::{FlowDescription, SdpError, StreamingDescription};
 use crate::protocol::srtp::{RocSettingError, RocTransmission, SrtpConfig};
 use crate::runtime::admin::AdminConfig;
 use crate::runtime::config_lines;
@@ -121,6 +123,44 @@ pub struct Flow {
     pub ingest_interface: Option<IpAddr>,
     /// Egress UDP port at the session's destination.
     pub port: u16,
+    /// How the flow is announced in the session's SDP
+    /// (`/sessions/NAME/sdp`, `mbms-gateway sdp`).
+    pub sdp: Option<FlowSdp>,
+}
+
+/// `sdp = { ... }` of a flow: what the gateway cannot learn from the RTP it
+/// forwards (see [`crate::protocol::sdp`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSdp {
+    /// `audio`, `video`, `text` or `application`.
+    pub media: String,
+    /// The RTP payload type the encoder sends (0–127).
+    pub payload_type: u8,
+    /// `a=rtpmap` after the payload type, e.g. "H264/90000".
+    pub rtpmap: Option<String>,
+    /// `a=fmtp` after the payload type.
+    pub fmtp: Option<String>,
+    /// The flow's bitrate (`b=AS`), e.g. "4Mbit".
+    #[serde(deserialize_with = "units::bitrate")]
+    pub bitrate: u64,
+    /// `a=lang`, e.g. "en".
+    pub language: Option<String>,
+}
+
+impl FlowSdp {
+    /// The media section of the flow sent to `port`.
+    pub fn describe(&self, port: u16) -> FlowDescription {
+        FlowDescription {
+            media: self.media.clone(),
+            port,
+            payload_type: self.payload_type,
+            rtpmap: self.rtpmap.clone(),
+            fmtp: self.fmtp.clone(),
+            bitrate: self.bitrate,
+            language: self.language.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -205,6 +245,95 @@ pub fn validate_egress(at: &str, destination: IpAddr, ttl: u32, dscp: u8) -> Res
         "{at}.destination: unspecified address"
     );
     Ok(())
+}
+
+/// Why a streaming session has no SDP description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DescribeError {
+    #[error("`{0}` is a download session; only streaming sessions have an SDP description")]
+    Download(String),
+    #[error(
+        "flow `{0}` has no `sdp` table: its media, payload type and bitrate are not configured"
+    )]
+    Undescribed(String),
+    #[error(transparent)]
+    Sdp(#[from] SdpError),
+    #[error(transparent)]
+    Roc(#[from] RocSettingError),
+}
+
+impl StreamingSession {
+    /// The session as an SDP description at `version` (see
+    /// [`crate::protocol::sdp`]); the sending address is `interface`.
+    pub fn description(
+        &self,
+        key_domain: KeyDomainId,
+        version: u64,
+    ) -> Result<StreamingDescription, DescribeError> {
+        let flows = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match &f.sdp {
+                Some(sdp) => Ok(sdp.describe(f.port)),
+                None => Err(DescribeError::Undescribed(f.label(i))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(StreamingDescription {
+            name: self.name.clone(),
+            version,
+            destination: self.destination,
+            ttl: self.ttl,
+            source: self.interface,
+            key_domain,
+            key_group: self.key_group,
+            srtp: self.srtp.srtp_config(1)?,
+            flows,
+        })
+    }
+
+    /// The session as SDP text at `version`.
+    pub fn sdp(&self, key_domain: KeyDomainId, version: u64) -> Result<String, DescribeError> {
+        Ok(self.description(key_domain, version)?.to_sdp()?)
+    }
+
+    /// A session describes all its flows or none; what it describes must be
+    /// writable as SDP. Errors name the field.
+    fn validate_description(&self, at: &str, key_domain: KeyDomainId) -> Result<()> {
+        let described = self.flows.iter().filter(|f| f.sdp.is_some()).count();
+        if described == 0 {
+            return Ok(());
+        }
+        for (j, f) in self.flows.iter().enumerate() {
+            match &f.sdp {
+                Some(sdp) => sdp
+                    .describe(f.port)
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("{at}.flow[{j}].sdp: {e}"))?,
+                None => bail!(
+                    "{at}.flow[{j}].sdp: missing; when one flow of a session is described, every flow must be"
+                ),
+            }
+        }
+        match self.sdp(key_domain, 0) {
+            Ok(_) => Ok(()),
+            Err(e @ DescribeError::Sdp(SdpError::SsmWithoutSource(_))) => {
+                bail!("{at}.interface: {e}")
+            }
+            Err(e) => bail!("{at}: {e}"),
+        }
+    }
+
+    /// Equal but for how the flows are announced: the data path is the same,
+    /// only the description differs.
+    pub fn runs_like(&self, other: &Self) -> bool {
+        let unannounced = |s: &Self| {
+            let mut s = s.clone();
+            s.flows.iter_mut().for_each(|f| f.sdp = None);
+            s
+        };
+        unannounced(self) == unannounced(other)
+    }
 }
 
 impl Flow {
@@ -295,6 +424,7 @@ impl GatewayConfig {
                 "{at}.destination: {}:{MIKEY_UDP_PORT} (MIKEY) is used by another session",
                 s.destination
             );
+            s.validate_description(&at, self.bmsc.key_domain_id)?;
             let mut labels = HashSet::new();
             for (j, f) in s.flows.iter().enumerate() {
                 // The label names the flow's metrics and carries its counters
@@ -400,6 +530,9 @@ port = 5004
         assert_eq!(c.download[0].max_object_size, 2 << 30);
         assert!(c.download[0].watch.is_some() && c.push.is_some());
         assert!(c.bmsc.tls.as_ref().unwrap().cert_file.is_some());
+        let sdp = c.streaming[0].sdp(c.bmsc.key_domain_id, 1).unwrap();
+        assert!(sdp.contains("\r\nm=video 5004 RTP/SAVP 96\r\n"), "{sdp}");
+        assert!(sdp.contains("\r\nm=audio 5006 RTP/SAVP 97\r\n"), "{sdp}");
     }
 
     #[test]

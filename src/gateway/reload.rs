@@ -1,9 +1,10 @@
 //! Configuration reload (`SIGHUP`): which sessions start, stop, restart or are
 //! left alone. Sessions are matched by name, whatever their kind; a session
-//! whose configuration is equal in every field is untouched (its sockets,
-//! threads and MTK state keep running, so it does not lose a packet). Any
-//! other difference restarts it: its ingest sockets, egress settings or keys
-//! may depend on the field that changed.
+//! whose configuration is equal in every field (but for how its flows are
+//! announced in SDP) is untouched (its sockets, threads and MTK state keep
+//! running, so it does not lose a packet). Any other difference restarts it:
+//! its ingest sockets, egress settings or keys may depend on the field that
+//! changed.
 //!
 //! Settings of the whole process (state directory, instance, BM-SC connection,
 //! admin endpoint, lease size) are not reloadable: a reload that changes them
@@ -17,11 +18,21 @@ use std::collections::HashMap;
 /// A session configuration of any kind, matched across reloads by its name.
 pub trait NamedSession: PartialEq {
     fn name(&self) -> &str;
+
+    /// Whether a session configured as `self` may keep running as `other`.
+    fn runs_like(&self, other: &Self) -> bool {
+        self == other
+    }
 }
 
 impl NamedSession for StreamingSession {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How flows are announced (`sdp`) is only description.
+    fn runs_like(&self, other: &Self) -> bool {
+        StreamingSession::runs_like(self, other)
     }
 }
 
@@ -65,7 +76,9 @@ pub fn plan<'a, C: NamedSession>(old: &[C], new: &'a [C]) -> SessionPlan<'a, C> 
     for session in new {
         match old_by_name.get(session.name()) {
             None => plan.added.push(session),
-            Some(previous) if *previous == session => plan.unchanged.push(session.name().into()),
+            Some(previous) if previous.runs_like(session) => {
+                plan.unchanged.push(session.name().into())
+            }
             Some(_) => plan.changed.push(session),
         }
     }
@@ -231,5 +244,27 @@ port = 5004
         assert_eq!(p.changed[0].name, "radio");
         assert_eq!(p.unchanged, ["tv"]);
         assert!(p.added.is_empty() && p.removed.is_empty());
+    }
+
+    #[test]
+    fn a_new_announcement_alone_restarts_nothing() {
+        let announced = |bitrate: &str| {
+            let flow = format!(
+                "port = 5004\nsdp = {{ media = \"video\", payload_type = 96, bitrate = \"{bitrate}\" }}\n"
+            );
+            GatewayConfig::parse(&BASE.replacen("port = 5004\n", &flow, 1)).unwrap()
+        };
+        let running = announced("2Mbit");
+        let faster = announced("3Mbit");
+        let p = plan(&running.streaming, &faster.streaming);
+        assert!(p.is_empty(), "{:?}", p.changed);
+        assert_eq!(p.unchanged, ["tv"]);
+        // Announcing a session that was not, or no longer, is description too.
+        let unannounced = GatewayConfig::parse(BASE).unwrap();
+        assert!(plan(&running.streaming, &unannounced.streaming).is_empty());
+        // The data path still compares whole.
+        let mut moved = announced("2Mbit");
+        moved.streaming[0].flows[0].port = 5006;
+        assert_eq!(plan(&running.streaming, &moved.streaming).changed.len(), 1);
     }
 }

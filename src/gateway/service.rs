@@ -13,7 +13,7 @@
 use super::config::GatewayConfig;
 use super::supervisor::Gateway;
 use super::telemetry::{GatewayTelemetry, watch_gateway};
-use crate::runtime::admin::{Readiness, serve_admin};
+use crate::runtime::admin::{AdminViews, Readiness, serve_admin};
 use crate::runtime::metrics::{self, ReloadResult};
 use crate::runtime::sd_notify::{Notifier, watchdog_interval};
 use anyhow::{Context, Result};
@@ -31,14 +31,14 @@ pub async fn run_gateway(config_path: &Path) -> Result<()> {
     let config = GatewayConfig::load(config_path)?;
     let metrics = metrics::install().context("metrics recorder")?;
     let notifier = Notifier::from_env().context("$NOTIFY_SOCKET")?;
-    let readiness = Readiness::new();
+    let views = AdminViews::new(metrics, Readiness::new());
     let mut gateway = Gateway::start(&config)?;
     if let Some(push) = gateway.start_ingest().await? {
         tracing::info!(%push, "HTTP push endpoint listening");
     }
-    let telemetry = watch_gateway(&gateway, &metrics, &readiness);
+    let telemetry = watch_gateway(&gateway, &views);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = serve_admin(&config.admin, metrics, readiness, async move {
+    let admin = serve_admin(&config.admin, views, async move {
         let _ = admin_stopped.await;
     })
     .await?;

@@ -7,18 +7,22 @@
 //! kinds: checks of removed sessions go, started and restarted ones are
 //! watched.
 
+use super::config::DescribeError;
 use super::download::sender::SenderStats;
 use super::download::{DownloadHandle, DownloadStats};
 use super::egress::EgressStats;
 use super::streaming::{SessionState, SessionStats, StreamingHandle};
 use super::supervisor::Gateway;
-use crate::runtime::admin::Readiness;
+use crate::protocol::sdp::StreamingDescription;
+use crate::runtime::admin::{AdminViews, Readiness, SessionDescriptions};
 use crate::runtime::key_service::ConnectionState;
 use crate::runtime::key_service::MskSet;
 use crate::runtime::metrics::{
     BmscMetrics, BmscState, DropReason, EgressMetrics, GatewayMetrics, InputMetrics, LabelValue,
     Metrics, MikeyTransport, ScrapeHook, SessionKind, SessionMetrics, SessionTotals,
 };
+use crate::runtime::wall_clock;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -115,6 +119,9 @@ pub struct GatewayTelemetry {
     sessions: Arc<Mutex<Vec<WatchedSession>>>,
     /// Sessions marked not ready because a reload could not start them.
     failed: Mutex<Vec<String>>,
+    descriptions: SessionDescriptions,
+    /// The last description of each streaming session, with its version.
+    described: Mutex<BTreeMap<String, StreamingDescription>>,
     _hook: ScrapeHook,
 }
 
@@ -122,12 +129,14 @@ fn readiness_name(session: &str) -> String {
     format!("session {session}")
 }
 
-/// Registers the gateway's metrics and readiness checks.
-pub fn watch_gateway(
-    gateway: &Gateway,
-    metrics: &Metrics,
-    readiness: &Readiness,
-) -> GatewayTelemetry {
+/// Registers the gateway's metrics, readiness checks and session
+/// descriptions.
+pub fn watch_gateway(gateway: &Gateway, views: &AdminViews) -> GatewayTelemetry {
+    let AdminViews {
+        metrics,
+        readiness,
+        descriptions,
+    } = views;
     let status = gateway.client.status();
     readiness.probe("bmsc", move || match &status.borrow().connection {
         ConnectionState::Connected => Ok(()),
@@ -166,6 +175,8 @@ pub fn watch_gateway(
         gateway_metrics: GatewayMetrics::new(),
         sessions,
         failed: Mutex::default(),
+        descriptions: descriptions.clone(),
+        described: Mutex::default(),
         _hook: hook,
     };
     telemetry.sync(gateway);
@@ -242,6 +253,44 @@ impl GatewayTelemetry {
             .sessions(SessionKind::Streaming, gateway.streaming.len());
         self.gateway_metrics
             .sessions(SessionKind::Download, gateway.download.len());
+        self.describe(gateway);
+    }
+
+    /// Keeps `/sessions/NAME/sdp` current for the running streaming
+    /// sessions. A description keeps its version while it is unchanged and
+    /// takes the time of the change (NTP seconds) otherwise (RFC 4566 §5.2).
+    fn describe(&self, gateway: &Gateway) {
+        let key_domain = gateway.config().bmsc.key_domain_id;
+        let now = wall_clock::ntp_now();
+        let mut described = lock(&self.described);
+        let mut current = BTreeMap::new();
+        let mut pages = BTreeMap::new();
+        for session in &gateway.config().streaming {
+            let page = match session.description(key_domain, 0) {
+                Ok(mut description) => {
+                    description.version = described
+                        .get(&session.name)
+                        .filter(|previous| {
+                            StreamingDescription {
+                                version: 0,
+                                ..(*previous).clone()
+                            } == description
+                        })
+                        .map_or(now, |previous| previous.version);
+                    let sdp = description.to_sdp().map_err(|e| e.to_string());
+                    current.insert(session.name.clone(), description);
+                    sdp
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            pages.insert(session.name.clone(), page);
+        }
+        for session in &gateway.config().download {
+            let reason = DescribeError::Download(session.name.clone()).to_string();
+            pages.insert(session.name.clone(), Err(reason));
+        }
+        *described = current;
+        self.descriptions.replace(pages);
     }
 
     /// Starts watching one session: its readiness check and its metrics.

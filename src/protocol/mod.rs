@@ -13,4 +13,5 @@ pub mod mtk_schedule;
 pub mod pacer;
 pub mod profile;
 pub mod reservation;
+pub mod sdp;
 pub mod srtp;

@@ -15,3 +15,4 @@ pub mod synthetic;
 pub mod tls;
 pub mod udp;
 pub mod units;
+pub mod wall_clock;

@@ -16,6 +16,7 @@ use crate::protocol::flute::object_sender::{ObjectKind, ObjectSenderConfig};
 use crate::protocol::pacer::Pacer;
 use crate::protocol::profile;
 use crate::runtime::metrics::LatencyMetrics;
+use crate::runtime::wall_clock;
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Work for the sender thread, in the order it must happen.
 #[derive(Debug)]
@@ -92,12 +93,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Spool bytes read per step.
 const READ_AHEAD: usize = 1 << 20;
 
-/// NTP seconds (RFC 5905 era 0) of the wall clock, for FDT `Expires`.
+/// NTP seconds of the wall clock, for FDT `Expires` (32 bits, era 0).
 fn ntp_now() -> u32 {
-    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| (d.as_secs() + NTP_UNIX_OFFSET) as u32)
+    wall_clock::ntp_now() as u32
 }
 
 enum Content {

@@ -1,13 +1,16 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text exposition),
 //! `/healthz` (200 while the process serves requests and its data path
-//! runs) and `/readyz` (200, or 503 with a JSON body naming the failing
-//! checks; `/healthz` answers in the same form). HTTP/1.1 only, GET and
-//! HEAD only; a bearer token guards every path when configured.
+//! runs), `/readyz` (200, or 503 with a JSON body naming the failing
+//! checks; `/healthz` answers in the same form) and `/sessions/NAME/sdp`
+//! (the SDP of a streaming session, `application/sdp`). HTTP/1.1 only, GET
+//! and HEAD only; a bearer token guards every path when configured.
 
 pub mod config;
+pub mod descriptions;
 pub mod readiness;
 
 pub use config::{AdminConfig, AdminConfigError};
+pub use descriptions::SessionDescriptions;
 pub use readiness::{Readiness, ReadinessReport};
 
 use super::http_server::{Upkeep, bearer_authorized, serve_connections};
@@ -28,6 +31,8 @@ use tokio::task::JoinHandle;
 /// Histogram samples are drained into buckets at least this often, so memory
 /// stays bounded when nobody scrapes.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+/// RFC 4566 §8.1.
+const SDP_CONTENT_TYPE: &str = "application/sdp";
 /// The Prometheus text exposition format, version 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -50,9 +55,27 @@ impl AdminServer {
     }
 }
 
+/// What the endpoint shows.
+#[derive(Clone)]
+pub struct AdminViews {
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+    pub descriptions: SessionDescriptions,
+}
+
+impl AdminViews {
+    /// `metrics` and `readiness`, with no session descriptions yet.
+    pub fn new(metrics: Metrics, readiness: Readiness) -> Self {
+        Self {
+            metrics,
+            readiness,
+            descriptions: SessionDescriptions::new(),
+        }
+    }
+}
+
 struct State {
-    metrics: Metrics,
-    readiness: Readiness,
+    views: AdminViews,
     token: Option<String>,
 }
 
@@ -60,8 +83,7 @@ struct State {
 /// completes. Returns once the socket is bound.
 pub async fn serve_admin(
     config: &AdminConfig,
-    metrics: Metrics,
-    readiness: Readiness,
+    views: AdminViews,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<AdminServer> {
     let token = config.load_token()?;
@@ -69,15 +91,11 @@ pub async fn serve_admin(
         .await
         .with_context(|| format!("admin.listen {}", config.listen))?;
     let local_addr = listener.local_addr()?;
-    let state = Arc::new(State {
-        metrics,
-        readiness,
-        token,
-    });
+    let state = Arc::new(State { views, token });
     let upkeep = Upkeep {
         period: UPKEEP_PERIOD,
         run: Box::new({
-            let metrics = state.metrics.clone();
+            let metrics = state.views.metrics.clone();
             move || metrics.run_upkeep()
         }),
     };
@@ -114,15 +132,41 @@ fn respond(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> 
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    match request.uri().path() {
+    let views = &state.views;
+    let path = request.uri().path();
+    match path {
         "/metrics" => with_type(
             StatusCode::OK,
             METRICS_CONTENT_TYPE,
-            state.metrics.render().into(),
+            views.metrics.render().into(),
         ),
-        "/healthz" => report(&state.readiness.liveness()),
-        "/readyz" => report(&state.readiness.report()),
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        "/healthz" => report(&views.readiness.liveness()),
+        "/readyz" => report(&views.readiness.report()),
+        _ => match session_of_sdp_path(path) {
+            Some(name) => description(name, views.descriptions.get(name)),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+    }
+}
+
+/// `NAME` of `/sessions/NAME/sdp`.
+fn session_of_sdp_path(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("/sessions/")?.strip_suffix("/sdp")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// 200 with the SDP, or 404 saying why there is none.
+fn description(name: &str, sdp: Option<Result<String, String>>) -> Response<Full<Bytes>> {
+    match sdp {
+        Some(Ok(sdp)) => with_type(StatusCode::OK, SDP_CONTENT_TYPE, sdp.into()),
+        Some(Err(reason)) => text(
+            StatusCode::NOT_FOUND,
+            &format!("session {name} has no description: {reason}\n"),
+        ),
+        None => text(
+            StatusCode::NOT_FOUND,
+            &format!("no streaming session {name} is running\n"),
+        ),
     }
 }
 
