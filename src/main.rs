@@ -1,11 +1,11 @@
 //! The `mbms-gateway` command line (design §5). Scripts depend on these
 //! subcommands and flags; keep them stable.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mbms_gateway::bmsc::{BmscConfig, serve as serve_bmsc};
 use mbms_gateway::demo::{DemoOptions, run_demo};
-use mbms_gateway::gateway::config::{DescribeError, GatewayConfig};
+use mbms_gateway::gateway::config::GatewayConfig;
 use mbms_gateway::gateway::download::send::send_files;
 use mbms_gateway::gateway::service::run_gateway;
 use mbms_gateway::protocol::srtp::RocTransmission;
@@ -353,29 +353,9 @@ async fn run(command: Command) -> Result<ExitCode> {
 /// file's modification time, so it grows with every edit.
 fn describe_session(path: &std::path::Path, session: &str) -> Result<String> {
     let config = GatewayConfig::load(path)?;
-    if config.download.iter().any(|s| s.name == session) {
-        bail!(
-            "{}: {}",
-            path.display(),
-            DescribeError::Download(session.into())
-        );
-    }
     let described = config
-        .streaming
-        .iter()
-        .find(|s| s.name == session)
-        .with_context(|| {
-            format!(
-                "{}: no streaming session `{session}` (there are: {})",
-                path.display(),
-                config
-                    .streaming
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+        .streaming_session(session)
+        .with_context(|| path.display().to_string())?;
     let modified = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .with_context(|| format!("{}: modification time", path.display()))?;

@@ -252,6 +252,8 @@ pub fn validate_egress(at: &str, destination: IpAddr, ttl: u32, dscp: u8) -> Res
 pub enum DescribeError {
     #[error("`{0}` is a download session; only streaming sessions have an SDP description")]
     Download(String),
+    #[error("no streaming session `{name}` (there are: {})", known.join(", "))]
+    Unknown { name: String, known: Vec<String> },
     #[error(
         "flow `{0}` has no `sdp` table: its media, payload type and bitrate are not configured"
     )]
@@ -260,6 +262,22 @@ pub enum DescribeError {
     Sdp(#[from] SdpError),
     #[error(transparent)]
     Roc(#[from] RocSettingError),
+}
+
+impl GatewayConfig {
+    /// The streaming session `name`, to describe.
+    pub fn streaming_session(&self, name: &str) -> Result<&StreamingSession, DescribeError> {
+        if self.download.iter().any(|s| s.name == name) {
+            return Err(DescribeError::Download(name.into()));
+        }
+        self.streaming
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| DescribeError::Unknown {
+                name: name.into(),
+                known: self.streaming.iter().map(|s| s.name.clone()).collect(),
+            })
+    }
 }
 
 impl StreamingSession {
@@ -322,17 +340,6 @@ impl StreamingSession {
             }
             Err(e) => bail!("{at}: {e}"),
         }
-    }
-
-    /// Equal but for how the flows are announced: the data path is the same,
-    /// only the description differs.
-    pub fn runs_like(&self, other: &Self) -> bool {
-        let unannounced = |s: &Self| {
-            let mut s = s.clone();
-            s.flows.iter_mut().for_each(|f| f.sdp = None);
-            s
-        };
-        unannounced(self) == unannounced(other)
     }
 }
 

@@ -266,17 +266,12 @@ impl GatewayTelemetry {
         let mut current = BTreeMap::new();
         let mut pages = BTreeMap::new();
         for session in &gateway.config().streaming {
-            let page = match session.description(key_domain, 0) {
+            let previous = described.get(&session.name);
+            let page = match session.description(key_domain, previous.map_or(now, |p| p.version)) {
                 Ok(mut description) => {
-                    description.version = described
-                        .get(&session.name)
-                        .filter(|previous| {
-                            StreamingDescription {
-                                version: 0,
-                                ..(*previous).clone()
-                            } == description
-                        })
-                        .map_or(now, |previous| previous.version);
+                    if previous != Some(&description) {
+                        description.version = now;
+                    }
                     let sdp = description.to_sdp().map_err(|e| e.to_string());
                     current.insert(session.name.clone(), description);
                     sdp

@@ -27,8 +27,8 @@
 use crate::protocol::keys::KeyDomainId;
 use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::protocol::srtp::{AuthTag, RocTransmission, SrtpConfig};
+use core::net::IpAddr;
 use std::fmt::Write;
-use std::net::IpAddr;
 use thiserror::Error;
 
 /// Everything the description of one streaming session says.
@@ -198,14 +198,10 @@ impl StreamingDescription {
             flow.validate()?;
         }
         let name = checked("name", &self.name, false)?;
-        let source = match self.source {
-            Some(source) => Some(source),
-            None if is_ssm(self.destination) => {
-                return Err(SdpError::SsmWithoutSource(self.destination));
-            }
-            None => None,
-        };
-        let destination = self.destination;
+        let (source, destination) = (self.source, self.destination);
+        if source.is_none() && is_ssm(destination) {
+            return Err(SdpError::SsmWithoutSource(destination));
+        }
         let connection = match destination {
             IpAddr::V4(a) if a.is_multicast() => format!("IN IP4 {a}/{}", self.ttl),
             a => format!("IN {} {a}", address_type(a)),
