@@ -1,57 +1,65 @@
 //! Relay throughput on loopback, RTP in → SRTP out, against a plain UDP relay of
-//! the same packets with the same sockets and batching, measured in the same run.
+//! the same packets, measured in the same run.
 //!
-//! Both relays read a nonblocking ingest socket (`runtime::udp::ingest_socket`)
-//! in bursts of 64 after `poll`, and hand GSO batches through a
-//! `gateway::egress::Batcher` to an `Egress` sender thread on an
-//! `egress_socket`. The gateway path is a real streaming session
-//! (`gateway::streaming::start`): classify, sequence continuity, SRTP protect
-//! under an MTK drawn from an in-process MSK (no BM-SC, no gRPC). The plain
-//! relay, built here, forwards the datagrams untouched.
+//! Each path is one relay thread, pinned to the last CPU when the machine has
+//! more than one (generator and sink stay off it):
+//! - **plain**: `poll`, one `recvmmsg` into a `runtime::datagram_slab`, one
+//!   `sendmmsg` of UDP GSO batches, the datagrams untouched: the cheapest
+//!   relay these sockets allow.
+//! - **gateway**: a real streaming session (`gateway::streaming::start`) on
+//!   an ingest pool of one worker: the same receive and send around classify,
+//!   sequence continuity and SRTP protect in place, under an MTK drawn from an
+//!   in-process MSK (no BM-SC, no gRPC); with the default `min_wake_interval`
+//!   and with `0s` (a wake-up per readable socket, as the plain relay).
+//! - **scaling**: two sessions on a pool of two workers, each with its own
+//!   generator and sink, against one session on one worker.
 //!
-//! Each path runs two phases:
+//! Phases:
 //! - **closed loop**: the generator keeps at most `WINDOW` packets between
 //!   itself and the sink, so it sends as fast as the relay forwards and never
 //!   overruns the ingest socket; the delivered rate is the relay's maximum
-//!   loss-free rate on this machine (generator, relay and sink share its cores).
-//! - **paced**: the generator sends at a fixed rate both relays sustain (half the
-//!   slower closed-loop rate), for ingest → egress latency without queueing
-//!   behind a full window.
+//!   loss-free rate on this machine.
+//! - **paced**: the generator sends 50 k packets/s, the moderate load where
+//!   CPU per packet is compared, and where latency is measured without
+//!   queueing behind a full window.
 //!
 //! Measurements:
 //! - packets/s and bytes/s: datagrams (and their bytes, SRTP overhead included
-//!   on the gateway path) received by the sink during the measurement window,
+//!   on the gateway path) received by the sinks during the measurement window,
 //!   over the window's wall time.
-//! - CPU per packet: CPU time of the relay's own threads (ingest and egress
-//!   sender) over the window, from `/proc/self/task/<tid>/schedstat` (the
-//!   scheduler's per-thread run time in ns, the counter `getrusage(RUSAGE_THREAD)`
-//!   reports at tick precision), divided by the packets relayed. The generator
-//!   and the sink are excluded by construction. Kernel work done on the relay
-//!   threads (the recv and the GSO send with its loopback delivery) is included.
-//!   `1 s / CPU per packet` is the rate one core would sustain.
+//! - CPU per packet: CPU time of the relay's own threads over the window, from
+//!   `/proc/self/task/<tid>/schedstat` (the scheduler's per-thread run time in
+//!   ns), divided by the packets relayed. Generators and sinks are excluded by
+//!   construction; kernel work on the relay threads (the receive, the GSO send
+//!   with its loopback delivery) is included. `1 s / CPU per packet` is the
+//!   rate one core would sustain.
 //! - latency: the generator writes its send time (ns since the run's epoch,
 //!   low 32 bits) into the RTP timestamp field of each packet just before the
 //!   send system call; the sink subtracts it from its receive time. The RTP
-//!   header stays in clear under SRTP (RFC 3711 §3.1), so both paths are timed
-//!   the same way; the 32-bit field wraps every 4.29 s, far above any latency.
-//! - loss: packets sent by the generator minus packets received by the sink over
-//!   the whole phase, after the relay has drained.
+//!   header stays in clear under SRTP (RFC 3711 §3.1), so every path is timed
+//!   the same way.
+//! - loss: packets sent minus packets received over the whole phase, after the
+//!   relay has drained.
 //!
 //! `cargo bench --bench relay -- --measurement-time 3 --warm-up-time 1`; without
 //! `--bench` (e.g. `cargo test --benches`) it runs a short smoke pass.
 
 use mbms_gateway::gateway::config::{Flow, MtkSettings, SrtpSettings, StreamingSession};
-use mbms_gateway::gateway::egress::{Batcher, Egress, EgressKind};
+use mbms_gateway::gateway::egress::Egress;
 use mbms_gateway::gateway::keys::journal::KeyJournal;
 use mbms_gateway::gateway::keys::mtk_keys::LeaseSource;
-use mbms_gateway::gateway::streaming::ingest_workers::IngestPool;
+use mbms_gateway::gateway::streaming::ingest_workers::{IngestPool, IngestSettings};
 use mbms_gateway::gateway::streaming::{self, SessionContext, SessionState, StreamingHandle};
 use mbms_gateway::protocol::keys::{KeyDomainId, Msk, MskId, MtkId};
+use mbms_gateway::runtime::datagram_slab::{DatagramSlab, SLOTS};
 use mbms_gateway::runtime::key_service::{LeaseError, LeaseRecord, MskRecord, MskSet};
 use mbms_gateway::runtime::udp::{
-    EgressOptions, GSO_MAX_BYTES, IngestOptions, egress_socket, ingest_socket, send_segments,
+    EgressOptions, GSO_MAX_BYTES, IngestOptions, MAX_EGRESS_DATAGRAM, egress_socket, ingest_socket,
+    send_segments,
 };
+use socket2::SockAddr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,8 +76,8 @@ const GEN_BATCH: usize = GSO_MAX_BYTES / PACKET;
 /// Closed-loop window in packets: well inside the ingest socket's receive
 /// buffer (8 MiB requested), so the generator cannot overrun it.
 const WINDOW: u64 = 2048;
-/// Datagrams read per socket before polling again, as the gateway's ingest loop.
-const BURST: usize = 64;
+/// The moderate load at which CPU per packet is compared.
+const PACED_PPS: u64 = 50_000;
 /// Egress queue depth in batches, as the gateway runner.
 const EGRESS_QUEUE: usize = 1024;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -347,30 +355,97 @@ fn generate(
 
 // ---------------------------------------------------------------- relays
 
-/// Run time on CPU of each of this process's threads named in `names`, from
-/// the scheduler's per-thread accounting (ns).
-fn threads_cpu_ns<const N: usize>(names: &[&str; N]) -> [u64; N] {
-    let mut cpu = [0u64; N];
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return cpu;
-    };
-    for task in tasks.filter_map(Result::ok) {
-        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
-            continue;
-        };
-        let Some(slot) = names.iter().position(|n| *n == comm.trim_end()) else {
-            continue;
-        };
-        cpu[slot] += std::fs::read_to_string(task.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    cpu
+/// Run time on CPU (ns, from the scheduler's per-thread accounting) and
+/// wake-ups (voluntary context switches) of this process's threads named in
+/// `names`.
+fn threads_cpu_ns(names: &[&str]) -> (u64, u64) {
+    thread_ids(names)
+        .iter()
+        .map(|tid| {
+            let cpu = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            let wakes = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or(0);
+            (cpu, wakes)
+        })
+        .fold((0, 0), |(c, w), (c1, w1)| (c + c1, w + w1))
 }
 
-fn bench_egress(name: &str) -> (Egress, JoinHandle<()>) {
-    let socket = egress_socket(
+/// Thread IDs of this process's threads named in `names`.
+fn thread_ids(names: &[&str]) -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| names.contains(&comm.trim_end()))
+        })
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// CPUs of the machine, read before any affinity is set (which narrows
+/// `available_parallelism`).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Lets thread `tid` (0: the calling one) run on `cpus` only.
+fn set_affinity(tid: libc::pid_t, cpus: impl IntoIterator<Item = usize>) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and the call get valid
+    // pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set);
+    }
+}
+
+/// Pins the threads named in `names` to one CPU each, from the last CPU down,
+/// when the machine has more CPUs than relay threads (generators and sinks
+/// keep the others, see [`keep_off_relay_cpus`]); otherwise lets them run
+/// anywhere.
+fn pin(names: &[&str]) {
+    let cpus = cpus();
+    for (i, name) in names.iter().enumerate() {
+        for tid in thread_ids(&[name]) {
+            if cpus > names.len() {
+                set_affinity(tid, [cpus - 1 - i]);
+            } else {
+                set_affinity(tid, 0..cpus);
+            }
+        }
+    }
+}
+
+/// Keeps the calling thread (and the generators and sinks it starts) off the
+/// CPUs `relay_threads` relay threads are pinned to.
+fn keep_off_relay_cpus(relay_threads: usize) {
+    let cpus = cpus();
+    if cpus > relay_threads {
+        set_affinity(0, 0..cpus - relay_threads);
+    } else {
+        set_affinity(0, 0..cpus);
+    }
+}
+
+fn loopback_egress_socket() -> UdpSocket {
+    egress_socket(
         false,
         &EgressOptions {
             interface: Some(LOCALHOST),
@@ -379,56 +454,76 @@ fn bench_egress(name: &str) -> (Egress, JoinHandle<()>) {
             dscp: 0,
         },
     )
-    .expect("egress socket");
-    Egress::spawn(name, socket, EGRESS_QUEUE).expect("egress thread")
+    .expect("egress socket")
 }
 
-/// The plain relay: the gateway ingest loop's shape without classify or protect.
+fn relay_ingest_socket() -> UdpSocket {
+    let socket = ingest_socket(&IngestOptions {
+        listen: SocketAddr::new(LOCALHOST, 0),
+        source: None,
+        interface: None,
+    })
+    .expect("ingest socket");
+    socket.set_nonblocking(true).expect("nonblocking");
+    socket
+}
+
+/// A relay under test: where its generators send, and its threads' names.
+trait Relay {
+    fn ingest(&self) -> &[SocketAddr];
+    fn threads(&self) -> Vec<String>;
+    fn stop(self: Box<Self>);
+}
+
+/// The plain relay: poll, recvmmsg, sendmmsg, nothing in between.
 struct PlainRelay {
-    ingest: SocketAddr,
+    ingest: [SocketAddr; 1],
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
-    egress_thread: JoinHandle<()>,
 }
 
 impl PlainRelay {
-    const THREADS: [&str; 2] = ["relay-plain", "egress-plain"];
+    const THREAD: &str = "relay-plain";
 
     fn start(dest: SocketAddr) -> Self {
-        let socket = ingest_socket(&IngestOptions {
-            listen: SocketAddr::new(LOCALHOST, 0),
-            source: None,
-            interface: None,
-        })
-        .expect("plain ingest socket");
-        socket.set_nonblocking(true).expect("nonblocking");
-        let ingest = socket.local_addr().expect("plain ingest address");
-        let (egress, egress_thread) = bench_egress("plain");
+        let socket = relay_ingest_socket();
+        let ingest = [socket.local_addr().expect("plain ingest address")];
+        let egress = loopback_egress_socket();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
-                .name(Self::THREADS[0].into())
-                .spawn(move || plain_relay(&socket, dest, Batcher::new(egress), &stop))
+                .name(Self::THREAD.into())
+                .spawn(move || plain_relay(&socket, &egress, dest, &stop))
                 .expect("plain relay thread")
         };
         Self {
             ingest,
             stop,
             thread,
-            egress_thread,
         }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        let _ = self.egress_thread.join();
     }
 }
 
-fn plain_relay(socket: &UdpSocket, dest: SocketAddr, mut batcher: Batcher, stop: &AtomicBool) {
-    let mut buf = vec![0u8; 65_536];
+impl Relay for PlainRelay {
+    fn ingest(&self) -> &[SocketAddr] {
+        &self.ingest
+    }
+
+    fn threads(&self) -> Vec<String> {
+        vec![Self::THREAD.into()]
+    }
+
+    fn stop(self: Box<Self>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn plain_relay(socket: &UdpSocket, egress: &UdpSocket, dest: SocketAddr, stop: &AtomicBool) {
+    let mut slab = DatagramSlab::new(MAX_EGRESS_DATAGRAM);
+    let dests = [SockAddr::from(dest)];
+    let mut gso = true;
     let mut fd = libc::pollfd {
         fd: socket.as_raw_fd(),
         events: libc::POLLIN,
@@ -439,13 +534,14 @@ fn plain_relay(socket: &UdpSocket, dest: SocketAddr, mut batcher: Batcher, stop:
         if unsafe { libc::poll(&mut fd, 1, 20) } <= 0 {
             continue;
         }
-        for _ in 0..BURST {
-            match socket.recv(&mut buf) {
-                Ok(n) => batcher.push(dest, EgressKind::Srtp, &buf[..n]),
-                Err(_) => break,
-            }
+        let Ok(n) = slab.recv(socket) else {
+            continue;
+        };
+        for i in 0..n {
+            let len = slab.received_len(i);
+            slab.route(i, 0, len);
         }
-        batcher.flush();
+        slab.send(egress, &dests, &mut gso, |_| {});
     }
 }
 
@@ -477,19 +573,20 @@ impl LeaseSource for LocalLeases {
     }
 }
 
-/// A streaming session keyed from an in-process MSK.
+/// Streaming sessions keyed from an in-process MSK, one per sink, on an
+/// ingest pool of one worker per session.
 struct GatewayRelay {
-    ingest: SocketAddr,
+    ingest: Vec<SocketAddr>,
+    workers: usize,
     runtime: tokio::runtime::Runtime,
-    handle: StreamingHandle,
+    handles: Vec<StreamingHandle>,
+    _pool: IngestPool,
     _msks: watch::Sender<Arc<MskSet>>,
     _journal_dir: tempfile::TempDir,
 }
 
 impl GatewayRelay {
-    const THREADS: [&str; 2] = ["ingest-bench", "egress-gateway"];
-
-    fn start(dest: SocketAddr) -> Self {
+    fn start(dests: &[SocketAddr], min_wake_interval: Duration) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
@@ -506,79 +603,113 @@ impl GatewayRelay {
         .expect("MSK accepted");
         let (msks_tx, msks) = watch::channel(Arc::new(set));
         let journal_dir = tempfile::tempdir().expect("journal dir");
-        let journal = KeyJournal::open(journal_dir.path()).expect("journal");
-        let session = StreamingSession {
-            name: "bench".into(),
-            key_group: KEY_GROUP,
-            destination: dest.ip(),
-            interface: Some(LOCALHOST),
-            interface_index: 0,
-            ttl: 1,
-            dscp: 0,
-            mtk: MtkSettings {
-                period: Duration::from_secs(3600),
-                lead: Duration::from_millis(100),
-                ..MtkSettings::default()
-            },
-            srtp: SrtpSettings::default(),
-            flows: vec![Flow {
-                name: None,
-                ingest: SocketAddr::new(LOCALHOST, 0),
-                ingest_source: None,
-                ingest_interface: None,
-                port: dest.port(),
-                sdp: None,
-            }],
-        };
+        let journal = Arc::new(Mutex::new(
+            KeyJournal::open(journal_dir.path()).expect("journal"),
+        ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
-        let (egress, _egress_thread) = bench_egress("gateway");
-        let mut handle = runtime.block_on(async {
-            streaming::start(
-                &session,
-                SessionContext {
-                    key_domain_id: KeyDomainId([0x09, 0xf1, 0x07]),
-                    msks,
-                    leases: LocalLeases {
-                        next_mtk_id: AtomicU32::new(1),
-                        next_counter: AtomicU32::new(1),
-                    },
-                    journal: Arc::new(Mutex::new(journal)),
-                    lease_block: 4,
-                    egress,
-                    ingest: IngestPool::new(1).expect("ingest worker"),
+        let pool = IngestPool::new(&IngestSettings {
+            workers: NonZeroUsize::new(dests.len()),
+            min_wake_interval,
+        })
+        .expect("ingest workers");
+        let (egress, _egress_thread) =
+            Egress::spawn("gateway", loopback_egress_socket(), EGRESS_QUEUE)
+                .expect("egress thread");
+        let mut handles = Vec::new();
+        for (i, dest) in dests.iter().enumerate() {
+            let session = StreamingSession {
+                name: format!("bench-{i}"),
+                key_group: KEY_GROUP,
+                destination: dest.ip(),
+                interface: Some(LOCALHOST),
+                interface_index: 0,
+                ttl: 1,
+                dscp: 0,
+                mtk: MtkSettings {
+                    period: Duration::from_secs(3600),
+                    lead: Duration::from_millis(100),
+                    ..MtkSettings::default()
                 },
-            )
-            .expect("session starts")
-        });
-        runtime.block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                handle
-                    .state
-                    .wait_for(|s| matches!(s, SessionState::OnAir { .. })),
-            )
-            .await
-            .expect("session on air within 10 s")
-            .expect("session state");
-        });
+                srtp: SrtpSettings::default(),
+                flows: vec![Flow {
+                    name: None,
+                    ingest: SocketAddr::new(LOCALHOST, 0),
+                    ingest_source: None,
+                    ingest_interface: None,
+                    port: dest.port(),
+                    sdp: None,
+                }],
+            };
+            let mut handle = runtime.block_on(async {
+                streaming::start(
+                    &session,
+                    SessionContext {
+                        key_domain_id: KeyDomainId([0x09, 0xf1, 0x07]),
+                        msks: msks.clone(),
+                        // Disjoint ranges, as a BM-SC grants them.
+                        leases: LocalLeases {
+                            next_mtk_id: AtomicU32::new(1 + 1000 * i as u32),
+                            next_counter: AtomicU32::new(1 + 1_000_000 * i as u32),
+                        },
+                        journal: journal.clone(),
+                        lease_block: 4,
+                        egress: egress.clone(),
+                        ingest: pool.clone(),
+                    },
+                )
+                .expect("session starts")
+            });
+            runtime.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    handle
+                        .state
+                        .wait_for(|s| matches!(s, SessionState::OnAir { .. })),
+                )
+                .await
+                .expect("session on air within 10 s")
+                .expect("session state");
+            });
+            handles.push(handle);
+        }
         Self {
-            ingest: handle.ingest_addrs()[0],
+            ingest: handles.iter().map(|h| h.ingest_addrs()[0]).collect(),
+            workers: dests.len(),
             runtime,
-            handle,
+            handles,
+            _pool: pool,
             _msks: msks_tx,
             _journal_dir: journal_dir,
         }
     }
+}
 
-    fn stop(self) {
+impl Relay for GatewayRelay {
+    fn ingest(&self) -> &[SocketAddr] {
+        &self.ingest
+    }
+
+    /// The ingest workers; the egress thread only sends MIKEY (counted too).
+    fn threads(&self) -> Vec<String> {
+        (0..self.workers)
+            .map(|i| format!("ingest-{i}"))
+            .chain(["egress-gateway".into()])
+            .collect()
+    }
+
+    fn stop(self: Box<Self>) {
         let Self {
-            runtime, handle, ..
-        } = self;
-        runtime.block_on(handle.stop());
+            runtime, handles, ..
+        } = *self;
+        runtime.block_on(async {
+            for handle in handles {
+                handle.stop().await;
+            }
+        });
     }
 }
 
@@ -614,63 +745,86 @@ impl Percentiles {
 struct PhaseResult {
     pps: f64,
     bytes_per_s: f64,
-    /// CPU per relayed packet of the ingest thread and of the egress thread.
-    cpu_ns_per_packet: [f64; 2],
+    /// CPU per relayed packet of the relay's threads.
+    cpu_ns_per_packet: f64,
+    /// Packets relayed per wake-up of the relay's threads.
+    packets_per_wake: f64,
     sent: u64,
     received: u64,
     latency: Option<Percentiles>,
 }
 
+/// Runs generators into every ingest of `relay` (towards the matching sink)
+/// and measures what the sinks receive.
 fn run_phase(
     clock: Clock,
-    sink: &Sink,
-    ingest: SocketAddr,
-    relay_threads: &[&str; 2],
+    sinks: &[Sink],
+    relay: &dyn Relay,
     rate: Rate,
     timing: Timing,
 ) -> PhaseResult {
-    let received_before = sink.received.load(Ordering::Relaxed);
-    sink.latencies.lock().expect("latencies").clear();
-    let generator = Generator::start(clock, ingest, rate, sink.received.clone());
+    let names = relay.threads();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    pin(&names[..relay.ingest().len()]);
+    let received = || -> u64 {
+        sinks
+            .iter()
+            .map(|s| s.received.load(Ordering::Relaxed))
+            .sum()
+    };
+    let bytes = || -> u64 { sinks.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum() };
+    let received_before = received();
+    for sink in sinks {
+        sink.latencies.lock().expect("latencies").clear();
+    }
+    let generators: Vec<Generator> = relay
+        .ingest()
+        .iter()
+        .zip(sinks)
+        .map(|(ingest, sink)| Generator::start(clock, *ingest, rate, sink.received.clone()))
+        .collect();
     std::thread::sleep(timing.warm_up);
 
-    let (t0, packets0, bytes0, cpu0) = (
-        Instant::now(),
-        sink.received.load(Ordering::Relaxed),
-        sink.bytes.load(Ordering::Relaxed),
-        threads_cpu_ns(relay_threads),
-    );
-    sink.recording.store(true, Ordering::Relaxed);
+    let (t0, packets0, bytes0, cpu0) =
+        (Instant::now(), received(), bytes(), threads_cpu_ns(&names));
+    for sink in sinks {
+        sink.recording.store(true, Ordering::Relaxed);
+    }
     std::thread::sleep(timing.measure);
-    sink.recording.store(false, Ordering::Relaxed);
+    for sink in sinks {
+        sink.recording.store(false, Ordering::Relaxed);
+    }
     let (elapsed, packets1, bytes1, cpu1) = (
         t0.elapsed().as_secs_f64(),
-        sink.received.load(Ordering::Relaxed),
-        sink.bytes.load(Ordering::Relaxed),
-        threads_cpu_ns(relay_threads),
+        received(),
+        bytes(),
+        threads_cpu_ns(&names),
     );
 
-    let sent = generator.finish();
+    let sent = generators.into_iter().map(Generator::finish).sum();
     // Let the relay drain: wait until the sink count stops moving.
-    let mut last = sink.received.load(Ordering::Relaxed);
+    let mut last = received();
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        let now = sink.received.load(Ordering::Relaxed);
+        let now = received();
         if now == last {
             break;
         }
         last = now;
     }
     let packets = packets1 - packets0;
+    let latencies = sinks
+        .iter()
+        .flat_map(|s| std::mem::take(&mut *s.latencies.lock().expect("latencies")))
+        .collect();
     PhaseResult {
         pps: packets as f64 / elapsed,
         bytes_per_s: (bytes1 - bytes0) as f64 / elapsed,
-        cpu_ns_per_packet: [0, 1].map(|i| (cpu1[i] - cpu0[i]) as f64 / packets.max(1) as f64),
+        cpu_ns_per_packet: (cpu1.0 - cpu0.0) as f64 / packets.max(1) as f64,
+        packets_per_wake: packets as f64 / (cpu1.1 - cpu0.1).max(1) as f64,
         sent,
         received: last - received_before,
-        latency: Percentiles::of(std::mem::take(
-            &mut *sink.latencies.lock().expect("latencies"),
-        )),
+        latency: Percentiles::of(latencies),
     }
 }
 
@@ -695,11 +849,11 @@ fn report(id: &str, r: &PhaseResult) {
         si(r.pps),
         si(r.bytes_per_s)
     );
-    let [ingest, egress] = r.cpu_ns_per_packet;
     println!(
-        "                        cpu:    [{:.0} ns/packet (ingest {ingest:.0} + egress {egress:.0}) = {}packets/s per core]",
-        ingest + egress,
-        si(1e9 / (ingest + egress).max(1.0))
+        "                        cpu:    [{:.0} ns/packet = {}packets/s per core; {:.1} packets per wake-up]",
+        r.cpu_ns_per_packet,
+        si(1e9 / r.cpu_ns_per_packet.max(1.0)),
+        r.packets_per_wake
     );
     match &r.latency {
         Some(l) => println!(
@@ -740,16 +894,69 @@ fn timing_from_args() -> Timing {
     }
 }
 
+/// The run's settings: timing and which phases to run.
+struct Bench {
+    clock: Clock,
+    timing: Timing,
+    /// Runs only phases whose name contains it (the first argument that is
+    /// not a flag, as criterion's filter).
+    filter: Option<String>,
+}
+
+impl Bench {
+    /// Starts a relay, runs a phase on it, stops it and reports; `None` when
+    /// the filter leaves the phase out.
+    fn measure(
+        &self,
+        id: &str,
+        sinks: &[Sink],
+        start: impl FnOnce() -> Box<dyn Relay>,
+        rate: Rate,
+    ) -> Option<PhaseResult> {
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|f| !id.contains(f.as_str()))
+        {
+            return None;
+        }
+        let relay = start();
+        let result = run_phase(self.clock, sinks, relay.as_ref(), rate, self.timing);
+        relay.stop();
+        report(id, &result);
+        Some(result)
+    }
+}
+
+fn filter_from_args() -> Option<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--measurement-time" | "--warm-up-time" => i += 2,
+            a if a.starts_with('-') => i += 1,
+            a => return Some(a.to_string()),
+        }
+    }
+    None
+}
+
 fn main() {
-    let timing = timing_from_args();
-    let clock = Clock(Instant::now());
-    let sink = Sink::start(clock);
-    let gateway = GatewayRelay::start(sink.addr);
-    let plain = PlainRelay::start(sink.addr);
+    let bench = Bench {
+        clock: Clock(Instant::now()),
+        timing: timing_from_args(),
+        filter: filter_from_args(),
+    };
+    let clock = bench.clock;
+    let default_interval = IngestSettings::default().min_wake_interval;
+    let _ = cpus();
+    keep_off_relay_cpus(1);
+    let sinks = [Sink::start(clock)];
+    let dest = sinks[0].addr;
     println!(
-        "relay on loopback: {PACKET}-byte RTP in, {GEN_BATCH} packets per generator GSO send, \
-         closed-loop window {WINDOW} packets; {} CPUs, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "relay on loopback: {PACKET}-byte RTP in, up to {GEN_BATCH} packets per generator GSO send, \
+         closed-loop window {WINDOW} packets, {SLOTS} datagrams per relay burst; {} CPUs, load average {}",
+        cpus(),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .split_whitespace()
@@ -757,54 +964,87 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let plain = || Box::new(PlainRelay::start(dest)) as Box<dyn Relay>;
+    let gateway =
+        |interval| move || Box::new(GatewayRelay::start(&[dest], interval)) as Box<dyn Relay>;
+    let interval = format!("{}us", default_interval.as_micros());
+    let paced = Rate::Paced(PACED_PPS);
 
-    let gw_max = run_phase(
-        clock,
-        &sink,
-        gateway.ingest,
-        &GatewayRelay::THREADS,
+    let plain_max = bench.measure(
+        "relay/plain_udp/closed_loop",
+        &sinks,
+        plain,
         Rate::ClosedLoop,
-        timing,
     );
-    report("relay/gateway_srtp/closed_loop", &gw_max);
-    let plain_max = run_phase(
-        clock,
-        &sink,
-        plain.ingest,
-        &PlainRelay::THREADS,
+    let gw_max = bench.measure(
+        &format!("relay/gateway_srtp/closed_loop (min_wake_interval {interval})"),
+        &sinks,
+        gateway(default_interval),
         Rate::ClosedLoop,
-        timing,
     );
-    report("relay/plain_udp/closed_loop", &plain_max);
+    let gw0_max = bench.measure(
+        "relay/gateway_srtp/closed_loop (min_wake_interval 0s)",
+        &sinks,
+        gateway(Duration::ZERO),
+        Rate::ClosedLoop,
+    );
+    let plain_paced = bench.measure(
+        &format!("relay/plain_udp/paced_{PACED_PPS}pps"),
+        &sinks,
+        plain,
+        paced,
+    );
+    let gw_paced = bench.measure(
+        &format!("relay/gateway_srtp/paced_{PACED_PPS}pps (min_wake_interval {interval})"),
+        &sinks,
+        gateway(default_interval),
+        paced,
+    );
+    let gw0_paced = bench.measure(
+        &format!("relay/gateway_srtp/paced_{PACED_PPS}pps (min_wake_interval 0s)"),
+        &sinks,
+        gateway(Duration::ZERO),
+        paced,
+    );
+    // Two workers: nothing pinned, generators and sinks anywhere too.
+    keep_off_relay_cpus(2);
+    let pair = [Sink::start(clock), Sink::start(clock)];
+    let dests = [pair[0].addr, pair[1].addr];
+    let two = bench.measure(
+        "relay/gateway_srtp/closed_loop_2_sessions_2_workers",
+        &pair,
+        || Box::new(GatewayRelay::start(&dests, default_interval)),
+        Rate::ClosedLoop,
+    );
 
-    let paced = ((gw_max.pps.min(plain_max.pps) / 2.0) as u64 / 10_000 * 10_000).max(10_000);
-    let gw_paced = run_phase(
-        clock,
-        &sink,
-        gateway.ingest,
-        &GatewayRelay::THREADS,
-        Rate::Paced(paced),
-        timing,
-    );
-    report(&format!("relay/gateway_srtp/paced_{paced}pps"), &gw_paced);
-    let plain_paced = run_phase(
-        clock,
-        &sink,
-        plain.ingest,
-        &PlainRelay::THREADS,
-        Rate::Paced(paced),
-        timing,
-    );
-    report(&format!("relay/plain_udp/paced_{paced}pps"), &plain_paced);
-
-    println!(
-        "relay/summary  gateway / plain packets/s: {:.2}x (closed loop)  \
-         gateway CPU per packet: {:.0} ns vs plain {:.0} ns  \
-         (targets: >= 0.80x of plain, >= 400 K packets/s at {PACKET} B on one core)",
-        gw_max.pps / plain_max.pps.max(1.0),
-        gw_max.cpu_ns_per_packet.iter().sum::<f64>(),
-        plain_max.cpu_ns_per_packet.iter().sum::<f64>()
-    );
-    gateway.stop();
-    plain.stop();
+    let k = PACED_PPS / 1000;
+    if let (Some(plain_max), Some(plain_paced)) = (&plain_max, &plain_paced) {
+        for (max, paced, how) in [
+            (&gw_max, &gw_paced, String::new()),
+            (
+                &gw0_max,
+                &gw0_paced,
+                ", a wake-up per readable socket (min_wake_interval 0s)".into(),
+            ),
+        ] {
+            if let (Some(max), Some(paced)) = (max, paced) {
+                println!(
+                    "relay{how}: {:.2}x plain pps, {:.2}x plain cpu/pkt @{k}k ({:.0} vs {:.0} ns)",
+                    max.pps / plain_max.pps.max(1.0),
+                    paced.cpu_ns_per_packet / plain_paced.cpu_ns_per_packet.max(1.0),
+                    paced.cpu_ns_per_packet,
+                    plain_paced.cpu_ns_per_packet,
+                );
+            }
+        }
+    }
+    if let (Some(two), Some(one)) = (&two, &gw_max) {
+        println!(
+            "relay, 2 sessions on 2 workers: {:.2}x one session's pps ({} CPUs shared with 2 generators and 2 sinks); \
+             per-core capacity {:.2}x",
+            two.pps / one.pps.max(1.0),
+            cpus(),
+            2.0 * one.cpu_ns_per_packet / two.cpu_ns_per_packet.max(1.0),
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::download::DownloadSession;
 use super::download::ingest::PushConfig;
+use crate::gateway::streaming::ingest_workers::IngestSettings;
 use crate::protocol::keys::KeyDomainId;
 use crate::protocol::mtk_schedule::MtkTiming;
 use crate::protocol::profile::MIKEY_UDP_PORT;
@@ -37,6 +38,9 @@ pub struct GatewayConfig {
     /// The HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The workers that run the streaming sessions' ingest.
+    #[serde(default)]
+    pub ingest: IngestSettings,
     #[serde(default)]
     pub streaming: Vec<StreamingSession>,
     #[serde(default)]

@@ -1,12 +1,19 @@
 //! The egress sender: one dedicated OS thread per egress socket, fed by a
-//! bounded queue of datagram batches (design §4). Producers (streaming ingest
-//! threads, the MTK key manager, FLUTE senders) never touch the socket; the
-//! thread sends each batch with one GSO system call and hands the buffer back for
-//! reuse, so the steady state allocates nothing.
+//! bounded queue of datagram batches (design §4). Queued producers (the MTK
+//! key manager, FLUTE senders) never touch the socket; the thread sends each
+//! batch with one GSO system call and hands the buffer back for reuse, so the
+//! steady state allocates nothing.
+//!
+//! The streaming relay is the exception: its ingest workers protect a burst
+//! in place in a [`DatagramSlab`] and send it on the same socket themselves
+//! ([`Egress::send_slab`]), since a hand-off per burst would cost as much as
+//! the send. Both ways count in the same [`EgressStats`].
 
+use crate::runtime::datagram_slab::{DatagramSlab, Sent};
 use crate::runtime::log_limit::LogLimiter;
 use crate::runtime::metrics::{EgressLabel, EgressTotals, LabelValue};
 use crate::runtime::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
+use socket2::SockAddr;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,10 +122,12 @@ struct Queued {
 }
 
 /// State seen by both the producers and the sender thread.
-#[derive(Default)]
 struct Shared {
+    socket: UdpSocket,
     pool: std::sync::Mutex<Vec<Vec<u8>>>,
     alive: AtomicBool,
+    /// Cleared once the kernel refuses UDP GSO on the socket.
+    gso: AtomicBool,
 }
 
 impl Egress {
@@ -130,13 +139,15 @@ impl Egress {
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = sync_channel(capacity);
         let shared = Arc::new(Shared {
+            socket,
+            pool: Default::default(),
             alive: AtomicBool::new(true),
-            ..Default::default()
+            gso: AtomicBool::new(true),
         });
         let worker = shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("egress-{name}"))
-            .spawn(move || worker.run(socket, rx))?;
+            .spawn(move || worker.run(rx))?;
         Ok((
             Self {
                 tx,
@@ -208,6 +219,39 @@ impl Egress {
         sent
     }
 
+    /// Sends the routed slots of `slab` now, on the calling thread, counted
+    /// in this producer's stats; `routes` gives each route's address and
+    /// kind. Returns the last send error (already counted), for the caller
+    /// to report.
+    pub fn send_slab(
+        &self,
+        slab: &DatagramSlab,
+        dests: &[SockAddr],
+        kind: impl Fn(u16) -> EgressKind,
+    ) -> Option<std::io::Error> {
+        let mut gso = self.shared.gso.load(Ordering::Relaxed);
+        let mut failure = None;
+        slab.send(&self.shared.socket, dests, &mut gso, |sent| match sent {
+            Sent::Ok {
+                route,
+                datagrams,
+                bytes,
+            } => {
+                let at = kind(route) as usize;
+                self.stats.packets[at].fetch_add(datagrams as u64, Ordering::Relaxed);
+                self.stats.bytes[at].fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            Sent::Failed { error, .. } => {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                failure = Some(error);
+            }
+        });
+        if !gso {
+            self.shared.gso.store(false, Ordering::Relaxed);
+        }
+        failure
+    }
+
     /// Queues one datagram.
     pub fn send_one(&self, dest: SocketAddr, kind: EgressKind, bytes: &[u8]) -> bool {
         let mut buf = self.buffer();
@@ -222,12 +266,22 @@ impl Egress {
 }
 
 impl Shared {
-    fn run(&self, socket: UdpSocket, rx: Receiver<Queued>) {
-        let mut gso = true;
+    fn run(&self, rx: Receiver<Queued>) {
         let mut send_failures = LogLimiter::default();
         while let Ok(Queued { mut batch, stats }) = rx.recv() {
             let kind = batch.kind as usize;
-            match send_segments(&socket, batch.dest, &batch.buf, batch.segment, &mut gso) {
+            let mut gso = self.gso.load(Ordering::Relaxed);
+            let result = send_segments(
+                &self.socket,
+                batch.dest,
+                &batch.buf,
+                batch.segment,
+                &mut gso,
+            );
+            if !gso {
+                self.gso.store(false, Ordering::Relaxed);
+            }
+            match result {
                 Ok(()) => {
                     stats.packets[kind].fetch_add(batch.datagrams() as u64, Ordering::Relaxed);
                     stats.bytes[kind].fetch_add(batch.buf.len() as u64, Ordering::Relaxed);

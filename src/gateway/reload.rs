@@ -129,6 +129,9 @@ pub fn check_reloadable(running: &GatewayConfig, new: &GatewayConfig) -> Result<
     if new.admin != running.admin {
         return needs_restart("admin");
     }
+    if new.ingest != running.ingest {
+        return needs_restart("ingest");
+    }
     Ok(())
 }
 

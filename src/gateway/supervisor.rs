@@ -361,7 +361,7 @@ impl Gateway {
             journal,
             egress: HashMap::new(),
             egress_threads: Vec::new(),
-            streaming_ingest: IngestPool::per_core().context("ingest workers")?,
+            streaming_ingest: IngestPool::new(&config.ingest).context("ingest workers")?,
             ingest: None,
             failed: BTreeMap::new(),
             retired_streaming: HashMap::new(),

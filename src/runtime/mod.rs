@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bearer_token;
 pub mod config_lines;
+pub mod datagram_slab;
 pub mod durable;
 pub mod http_server;
 pub mod key_service;

@@ -138,6 +138,9 @@ pub fn join(socket: &UdpSocket, group: IpAddr, interface: Option<IpAddr>) -> io:
     }
 }
 
+/// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
+pub const MAX_EGRESS_DATAGRAM: usize = 1500 - 40 - 8;
+
 /// Largest number of segments in one GSO send (kernel `UDP_MAX_SEGMENTS`).
 pub const GSO_MAX_SEGMENTS: usize = 64;
 /// Largest UDP payload of one GSO send.

@@ -5,15 +5,16 @@
 //! Two parts:
 //! - the **ingest side** (`SessionIngest`, run by a worker of the gateway's
 //!   [`IngestPool`] together with other sessions) receives RTP from every
-//!   flow, checks it, renumbers restarted encoders, protects it with the
-//!   active MTK and hands GSO batches to the egress thread. It owns the
-//!   [`SrtpSender`]; key changes reach it as [`KeyCommand`]s between bursts.
+//!   flow in bursts, checks each datagram, renumbers restarted encoders,
+//!   protects it in place with the active MTK and sends the burst as GSO
+//!   batches on the egress socket. It owns the [`SrtpSender`]; key changes
+//!   reach it as [`KeyCommand`]s between bursts.
 //! - the **key task** ([`KeyTask`], tokio) drives the MTK schedule; its
 //!   events re-key the ingest side and send MTK messages to UDP 2269.
 
 use super::ingest_workers::{IngestPool, IngestSession, IngestSlot, IngestWaker};
 use crate::gateway::config::StreamingSession;
-use crate::gateway::egress::{Batcher, Egress, EgressKind, EgressStats};
+use crate::gateway::egress::{Egress, EgressKind, EgressStats};
 use crate::gateway::keys::journal::KeyJournal;
 pub use crate::gateway::keys::key_task::SessionState;
 use crate::gateway::keys::key_task::{KeyEvents, KeyTask};
@@ -23,12 +24,15 @@ use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::mtk_schedule::MtkSchedule;
 use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::protocol::srtp::{SrtpError, SrtpSender};
+use crate::runtime::datagram_slab::{DatagramSlab, SLOTS};
 use crate::runtime::key_service::MskSet;
 use crate::runtime::log_limit::LogLimiter;
 use crate::runtime::metrics::LatencyMetrics;
 use crate::runtime::metrics::labels::{DropReason, LabelValue};
+pub use crate::runtime::udp::MAX_EGRESS_DATAGRAM;
 use crate::runtime::udp::{IngestOptions, ingest_socket};
 use anyhow::{Context, Result};
+use socket2::SockAddr;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +40,6 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
-
-/// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
-pub const MAX_EGRESS_DATAGRAM: usize = 1500 - 40 - 8;
 
 /// Key changes for the ingest side.
 #[derive(Debug)]
@@ -163,7 +164,6 @@ pub fn start<L: LeaseSource + 'static>(
             socket,
             label: flow.label(i),
             rtp_dest: SocketAddr::new(session.destination, flow.port),
-            rtcp_dest: SocketAddr::new(session.destination, flow.port.wrapping_add(1)),
         });
     }
     let stats = Arc::new(SessionStats::new(session.flows.len()));
@@ -223,15 +223,31 @@ struct IngestFlow {
     socket: UdpSocket,
     /// The input's configured name, for log lines about what it sent.
     label: String,
+    /// SRTP goes here, SRTCP to the next port (RFC 3550 §11).
     rtp_dest: SocketAddr,
-    rtcp_dest: SocketAddr,
+}
+
+/// The route (index into [`SessionIngest::dests`]) of a flow's SRTP; its
+/// SRTCP takes the next one.
+fn rtp_route(flow: usize) -> u16 {
+    (2 * flow) as u16
+}
+
+fn route_kind(route: u16) -> EgressKind {
+    if route.is_multiple_of(2) {
+        EgressKind::Srtp
+    } else {
+        EgressKind::Srtcp
+    }
 }
 
 /// The ingest side of one session, run by an ingest worker.
 struct SessionIngest {
     name: String,
     flows: Vec<IngestFlow>,
-    batcher: Batcher,
+    /// Per route: where a flow's SRTP and SRTCP go.
+    dests: Vec<SockAddr>,
+    egress: Egress,
     ctl: Receiver<KeyCommand>,
     stats: Arc<SessionStats>,
     srtp: SrtpSender,
@@ -239,6 +255,7 @@ struct SessionIngest {
     max_ingest: usize,
     state: Arc<watch::Sender<SessionState>>,
     receive_failures: LogLimiter,
+    send_failures: LogLimiter,
     /// Datagrams refused for what they hold (bad input, a protect error).
     refused: LogLimiter,
     latency: LatencyMetrics,
@@ -246,8 +263,13 @@ struct SessionIngest {
     forwarded: bool,
 }
 
-/// Datagrams read from one socket before the others get a turn.
-const BURST: usize = 64;
+/// What one burst protected, counted once per burst.
+#[derive(Default)]
+struct BurstCounts {
+    rtp: u64,
+    rtcp: u64,
+}
+
 /// SSRCs a session protects at once (encoders that restart under a new SSRC
 /// leave old ones behind until they age out).
 const MAX_SSRCS: usize = 64;
@@ -264,9 +286,17 @@ impl SessionIngest {
     ) -> Self {
         let config = srtp.config();
         let max_ingest = MAX_EGRESS_DATAGRAM - config.rtp_overhead().max(config.rtcp_overhead());
+        let dests = flows
+            .iter()
+            .flat_map(|f| {
+                let rtcp = SocketAddr::new(f.rtp_dest.ip(), f.rtp_dest.port().wrapping_add(1));
+                [SockAddr::from(f.rtp_dest), SockAddr::from(rtcp)]
+            })
+            .collect();
         Self {
             flows,
-            batcher: Batcher::new(egress),
+            dests,
+            egress,
             ctl,
             stats,
             srtp,
@@ -274,6 +304,7 @@ impl SessionIngest {
             max_ingest,
             state,
             receive_failures: LogLimiter::default(),
+            send_failures: LogLimiter::default(),
             refused: LogLimiter::default(),
             latency: LatencyMetrics::new(&name),
             name,
@@ -309,33 +340,76 @@ impl SessionIngest {
         }
     }
 
-    /// Reads and forwards up to a burst of `flow`'s datagrams.
-    fn drain(&mut self, flow: usize, buf: &mut [u8]) {
-        for _ in 0..BURST {
-            let n = match self.flows[flow].socket.recv(buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    if let Some(suppressed) = self.receive_failures.allow(Instant::now()) {
-                        tracing::warn!(
-                            session = %self.name,
-                            input = %self.flows[flow].label,
-                            error = %e,
-                            suppressed,
-                            "ingest receive failed"
-                        );
-                    }
-                    return;
+    /// Serves one burst of `flow`: receives it into `slab`, protects each
+    /// datagram in its slot and sends the protected ones. True when the
+    /// burst filled the slab.
+    fn serve(&mut self, flow: usize, slab: &mut DatagramSlab) -> bool {
+        let n = match slab.recv(&self.flows[flow].socket) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                if let Some(suppressed) = self.receive_failures.allow(Instant::now()) {
+                    tracing::warn!(
+                        session = %self.name,
+                        input = %self.flows[flow].label,
+                        error = %e,
+                        suppressed,
+                        "ingest receive failed"
+                    );
                 }
-            };
-            self.stats.ingest_packets[flow].fetch_add(1, Ordering::Relaxed);
-            self.stats.ingest_bytes[flow].fetch_add(n as u64, Ordering::Relaxed);
-            self.forward(flow, buf, n);
+                return false;
+            }
+        };
+        let mut counts = BurstCounts::default();
+        let mut bytes = 0;
+        for i in 0..n {
+            bytes += slab.received_len(i);
+            self.forward(flow, slab, i, &mut counts);
         }
+        self.stats.ingest_packets[flow].fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.ingest_bytes[flow].fetch_add(bytes as u64, Ordering::Relaxed);
+        if counts.rtp + counts.rtcp > 0 {
+            self.stats
+                .protected_rtp
+                .fetch_add(counts.rtp, Ordering::Relaxed);
+            self.stats
+                .protected_rtcp
+                .fetch_add(counts.rtcp, Ordering::Relaxed);
+            self.forwarded = true;
+            if let Some(e) = self.egress.send_slab(slab, &self.dests, route_kind)
+                && let Some(suppressed) = self.send_failures.allow(Instant::now())
+            {
+                tracing::warn!(
+                    session = %self.name,
+                    error = %e,
+                    suppressed,
+                    "send failed (counted in egress_send_errors_total)"
+                );
+            }
+        }
+        n == SLOTS
     }
 
-    fn forward(&mut self, flow: usize, buf: &mut [u8], n: usize) {
-        let kind = match classify(&buf[..n], self.max_ingest) {
+    /// Checks and protects datagram `i` of `slab` in place, routing it on
+    /// success; a refused one is counted by reason and stays unrouted.
+    fn forward(
+        &mut self,
+        flow: usize,
+        slab: &mut DatagramSlab,
+        i: usize,
+        counts: &mut BurstCounts,
+    ) {
+        let n = slab.received_len(i);
+        let checked = if n > slab.slot_len() {
+            // Cut by the receive: its real length is all there is to check.
+            Err(IngestReject::Oversize {
+                len: n,
+                max: self.max_ingest,
+            })
+        } else {
+            classify(slab.datagram(i), self.max_ingest)
+        };
+        let kind = match checked {
             Ok(kind) => kind,
             Err(reject) => {
                 self.stats.drop_one(match reject {
@@ -352,7 +426,8 @@ impl SessionIngest {
             self.stats.drop_one(DropReason::NoKey);
             return;
         }
-        let (result, dest, egress_kind) = match kind {
+        let buf = slab.slot_mut(i);
+        let (result, route) = match kind {
             IngestKind::Rtp {
                 ssrc,
                 sequence_number,
@@ -365,28 +440,18 @@ impl SessionIngest {
                         .renumbered_restarts
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                (
-                    self.srtp.protect(buf, n),
-                    self.flows[flow].rtp_dest,
-                    EgressKind::Srtp,
-                )
+                (self.srtp.protect(buf, n), rtp_route(flow))
             }
-            IngestKind::Rtcp => (
-                self.srtp.protect_rtcp(buf, n),
-                self.flows[flow].rtcp_dest,
-                EgressKind::Srtcp,
-            ),
+            IngestKind::Rtcp => (self.srtp.protect_rtcp(buf, n), rtp_route(flow) + 1),
         };
         match result {
             Ok(len) => {
-                let counter = if egress_kind == EgressKind::Srtp {
-                    &self.stats.protected_rtp
+                if route_kind(route) == EgressKind::Srtp {
+                    counts.rtp += 1;
                 } else {
-                    &self.stats.protected_rtcp
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                self.batcher.push(dest, egress_kind, &buf[..len]);
-                self.forwarded = true;
+                    counts.rtcp += 1;
+                }
+                slab.route(i, route, len);
             }
             Err(SrtpError::IndexReused { .. } | SrtpError::IndexBehindWindow { .. }) => {
                 self.stats.drop_one(DropReason::Duplicate)
@@ -421,16 +486,15 @@ impl IngestSession for SessionIngest {
         self.flows.iter().map(|f| f.socket.as_raw_fd()).collect()
     }
 
-    fn readable(&mut self, flow: usize, buf: &mut [u8]) {
-        self.drain(flow, buf);
+    fn readable(&mut self, flow: usize, slab: &mut DatagramSlab) -> bool {
+        self.serve(flow, slab)
     }
 
     fn wake(&mut self) {
         self.apply_key_commands();
     }
 
-    fn flush(&mut self, woke: Instant) {
-        self.batcher.flush();
+    fn served(&mut self, woke: Instant) {
         if std::mem::take(&mut self.forwarded) {
             self.latency.ingest_to_egress(woke.elapsed());
         }
