@@ -16,6 +16,7 @@ use socket2::SockAddr;
 use std::io::{self, IoSlice};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Slots of a slab: one GSO send's worth of datagrams.
 pub const SLOTS: usize = GSO_MAX_SEGMENTS;
@@ -29,6 +30,9 @@ struct Slot {
     /// Where the slot goes, as an index into the caller's route table;
     /// `None`: not sent.
     route: Option<u16>,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, when the socket has
+    /// it on): ns since the Unix epoch.
+    arrived_ns: Option<u64>,
 }
 
 /// Fixed slots of `slot_len` bytes each.
@@ -88,12 +92,18 @@ impl DatagramSlab {
             iov_len: slot_len,
         });
         let iov_base = iovs.as_mut_ptr();
+        let mut controls = [[0u64; RECV_CONTROL_WORDS]; SLOTS];
+        let control_base = controls.as_mut_ptr();
         // SAFETY: an all-zero mmsghdr is a valid empty message.
         let mut msgs: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
         for (i, msg) in msgs.iter_mut().enumerate() {
-            // SAFETY: `i` < SLOTS, inside `iovs`.
-            msg.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
+            // SAFETY: `i` < SLOTS, inside `iovs` and `controls`.
+            unsafe {
+                msg.msg_hdr.msg_iov = iov_base.add(i);
+                msg.msg_hdr.msg_control = control_base.add(i).cast();
+            }
             msg.msg_hdr.msg_iovlen = 1;
+            msg.msg_hdr.msg_controllen = RECV_CONTROL_WORDS * 8;
         }
         // SAFETY: `msgs` and the iovecs they point to are live for the call;
         // each iovec addresses a disjoint slot of `buf`. MSG_TRUNC makes
@@ -115,10 +125,22 @@ impl DatagramSlab {
             *slot = Slot {
                 len: msg.msg_len as usize,
                 route: None,
+                arrived_ns: arrival(&msg.msg_hdr),
             };
         }
         self.filled = n;
         Ok(n)
+    }
+
+    /// How long ago, at `now`, the earliest datagram of the last burst
+    /// reached the socket (`None` without kernel timestamps).
+    pub fn oldest_age(&self, now: SystemTime) -> Option<Duration> {
+        let oldest = self.slots[..self.filled]
+            .iter()
+            .filter_map(|s| s.arrived_ns)
+            .min()?;
+        let now = now.duration_since(UNIX_EPOCH).ok()?.as_nanos() as u64;
+        Some(Duration::from_nanos(now.saturating_sub(oldest)))
     }
 
     /// The real length of datagram `i` as received.
@@ -140,10 +162,8 @@ impl DatagramSlab {
     /// Marks slot `i` to be sent to `route` with its first `len` bytes.
     pub fn route(&mut self, i: usize, route: u16, len: usize) {
         debug_assert!(len <= self.slot_len);
-        self.slots[i] = Slot {
-            len,
-            route: Some(route),
-        };
+        self.slots[i].len = len;
+        self.slots[i].route = Some(route);
     }
 
     /// Sends every routed slot, in slot order, on `socket`: runs of slots
@@ -210,6 +230,7 @@ impl DatagramSlab {
             let Slot {
                 len,
                 route: Some(route),
+                ..
             } = self.slots[i]
             else {
                 continue;
@@ -298,6 +319,46 @@ impl DatagramSlab {
 
 /// Room for one cmsg holding a u16.
 const CONTROL_LEN: usize = 32;
+/// Room (in u64 words, for alignment) for a received `SCM_TIMESTAMPNS`.
+const RECV_CONTROL_WORDS: usize = 4;
+
+/// Asks the kernel to stamp each datagram `socket` receives with its arrival
+/// time, which [`DatagramSlab::oldest_age`] reads.
+pub fn enable_arrival_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, in ns since the Unix epoch.
+fn arrival(hdr: &libc::msghdr) -> Option<u64> {
+    // SAFETY: the kernel filled the control buffer up to msg_controllen; the
+    // CMSG macros walk only within it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
 
 /// Puts `UDP_SEGMENT = segment` into `hdr`'s control buffer.
 fn set_segment(hdr: &mut libc::msghdr, control: &mut [u8; CONTROL_LEN], segment: usize) {
@@ -452,6 +513,33 @@ mod tests {
             want.extend([0xee, i as u8]);
             assert_eq!(&buf[..n], &want[..], "datagram {i}");
         }
+    }
+
+    #[test]
+    fn arrival_timestamps_date_the_oldest_datagram() {
+        let (encoder, ingest) = pair();
+        let mut slab = DatagramSlab::new(100);
+        encoder
+            .send_to(&[1; 10], ingest.local_addr().unwrap())
+            .unwrap();
+        readable(&ingest);
+        slab.recv(&ingest).unwrap();
+        assert_eq!(slab.oldest_age(SystemTime::now()), None, "off by default");
+        enable_arrival_timestamps(&ingest).unwrap();
+        let before = SystemTime::now();
+        encoder
+            .send_to(&[2; 10], ingest.local_addr().unwrap())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        encoder
+            .send_to(&[3; 10], ingest.local_addr().unwrap())
+            .unwrap();
+        readable(&ingest);
+        assert_eq!(slab.recv(&ingest).unwrap(), 2);
+        let now = SystemTime::now();
+        let age = slab.oldest_age(now).unwrap();
+        assert!(age >= Duration::from_millis(20), "{age:?}");
+        assert!(age <= now.duration_since(before).unwrap(), "{age:?}");
     }
 
     #[test]

@@ -81,8 +81,6 @@ pub trait IngestSession: Send {
     fn readable(&mut self, flow: usize, slab: &mut DatagramSlab) -> bool;
     /// Applies pending key changes.
     fn wake(&mut self);
-    /// Ends a wake-up (begun at `woke`) in which it was readable.
-    fn served(&mut self, woke: Instant);
 }
 
 /// Token of the worker's own wake-up eventfd in its epoll set.
@@ -277,7 +275,6 @@ fn token(id: u64, flow: usize) -> u64 {
 fn run(mut epoll: Epoll, waker: IngestWaker, control: Receiver<Control>, interval: Duration) {
     let mut sessions: HashMap<u64, Box<dyn IngestSession>> = HashMap::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-    let mut touched: Vec<u64> = Vec::new();
     let mut slab = DatagramSlab::new(MAX_EGRESS_DATAGRAM);
     // Sleeps end close to their deadline (the default slack is 50 µs).
     // SAFETY: PR_SET_TIMERSLACK takes one integer argument.
@@ -337,15 +334,6 @@ fn run(mut epoll: Epoll, waker: IngestWaker, control: Receiver<Control>, interva
             let (id, flow) = (at >> FLOW_BITS, (at & ((1 << FLOW_BITS) - 1)) as usize);
             if let Some(session) = sessions.get_mut(&id) {
                 behind |= session.readable(flow, &mut slab);
-                touched.push(id);
-            }
-        }
-        // A session with several ready flows ends its wake-up once.
-        touched.sort_unstable();
-        touched.dedup();
-        for id in touched.drain(..) {
-            if let Some(session) = sessions.get_mut(&id) {
-                session.served(woke);
             }
         }
         // Traffic flows but nothing is behind: let the next datagrams gather.
@@ -437,9 +425,6 @@ mod tests {
         fn wake(&mut self) {
             self.log.lock().unwrap().push("wake".into());
         }
-        fn served(&mut self, _woke: Instant) {
-            self.log.lock().unwrap().push("served".into());
-        }
     }
 
     fn wait_for(log: &Mutex<Vec<String>>, entry: &str) {
@@ -453,7 +438,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sessions_are_read_woken_served_and_removed() {
+    async fn sessions_are_read_woken_and_removed() {
         let pool = IngestPool::new(&IngestSettings {
             workers: NonZeroUsize::new(2),
             ..IngestSettings::default()
@@ -484,7 +469,6 @@ mod tests {
         }
         for (i, log) in logs.iter().enumerate() {
             wait_for(log, &format!("read 0 {}", 10 + i));
-            wait_for(log, "served");
         }
         // A key change wakes the sessions of that worker.
         logs[1].lock().unwrap().clear();

@@ -24,7 +24,7 @@ use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::mtk_schedule::MtkSchedule;
 use crate::protocol::profile::MIKEY_UDP_PORT;
 use crate::protocol::srtp::{SrtpError, SrtpSender};
-use crate::runtime::datagram_slab::{DatagramSlab, SLOTS};
+use crate::runtime::datagram_slab::{DatagramSlab, SLOTS, enable_arrival_timestamps};
 use crate::runtime::key_service::MskSet;
 use crate::runtime::log_limit::LogLimiter;
 use crate::runtime::metrics::LatencyMetrics;
@@ -38,7 +38,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 /// Key changes for the ingest side.
@@ -159,6 +159,9 @@ pub fn start<L: LeaseSource + 'static>(
         })
         .with_context(|| format!("session {} flow {i}", session.name))?;
         socket.set_nonblocking(true)?;
+        if let Err(e) = enable_arrival_timestamps(&socket) {
+            tracing::warn!(session = %session.name, error = %e, "no kernel receive timestamps: ingest_to_egress_latency_seconds stays empty");
+        }
         ingest_addrs.push(socket.local_addr()?);
         flows.push(IngestFlow {
             socket,
@@ -259,8 +262,6 @@ struct SessionIngest {
     /// Datagrams refused for what they hold (bad input, a protect error).
     refused: LogLimiter,
     latency: LatencyMetrics,
-    /// A packet was protected since the thread last woke.
-    forwarded: bool,
 }
 
 /// What one burst protected, counted once per burst.
@@ -308,7 +309,6 @@ impl SessionIngest {
             refused: LogLimiter::default(),
             latency: LatencyMetrics::new(&name),
             name,
-            forwarded: false,
         }
     }
 
@@ -375,7 +375,6 @@ impl SessionIngest {
             self.stats
                 .protected_rtcp
                 .fetch_add(counts.rtcp, Ordering::Relaxed);
-            self.forwarded = true;
             if let Some(e) = self.egress.send_slab(slab, &self.dests, route_kind)
                 && let Some(suppressed) = self.send_failures.allow(Instant::now())
             {
@@ -385,6 +384,9 @@ impl SessionIngest {
                     suppressed,
                     "send failed (counted in egress_send_errors_total)"
                 );
+            }
+            if let Some(age) = slab.oldest_age(SystemTime::now()) {
+                self.latency.ingest_to_egress(age);
             }
         }
         n == SLOTS
@@ -492,12 +494,6 @@ impl IngestSession for SessionIngest {
 
     fn wake(&mut self) {
         self.apply_key_commands();
-    }
-
-    fn served(&mut self, woke: Instant) {
-        if std::mem::take(&mut self.forwarded) {
-            self.latency.ingest_to_egress(woke.elapsed());
-        }
     }
 }
 

@@ -64,8 +64,9 @@ pub const PACER_LATENESS_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
 
-/// Time from reading an RTP packet to handing its SRTP form to the socket:
-/// tens of microseconds when healthy, milliseconds under queueing.
+/// Time from an RTP packet's arrival at the ingest socket to the send of its
+/// SRTP form: up to the ingest workers' `min_wake_interval` (1 ms by default)
+/// when healthy, more under queueing.
 pub const INGEST_TO_EGRESS_BUCKETS: &[f64] = &[
     0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
 ];
@@ -142,7 +143,7 @@ pub const INGEST_TO_EGRESS: MetricDef = MetricDef {
     name: name!("ingest_to_egress_latency_seconds"),
     kind: MetricType::Histogram(INGEST_TO_EGRESS_BUCKETS),
     labels: &[SESSION],
-    help: "Time from the ingest worker waking to read a burst to queueing its protected packets for sending (one observation per burst).",
+    help: "Time from the kernel's receive timestamp of the oldest packet of an ingest burst to the send of the burst's protected packets (one observation per burst).",
 };
 
 pub const MTK_ROTATIONS: MetricDef = MetricDef {
