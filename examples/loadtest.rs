@@ -85,6 +85,12 @@ struct Args {
     /// load generator itself under `taskset -c 0` and the gateway on CPU 1.
     #[arg(long)]
     gateway_cpu: Option<usize>,
+    /// The gateway's `[ingest] min_wake_interval` (default: the gateway's).
+    #[arg(long)]
+    min_wake_interval: Option<String>,
+    /// The gateway's `[ingest] workers` (default: the gateway's, one per core).
+    #[arg(long)]
+    ingest_workers: Option<usize>,
     /// Print the result as a Markdown table row.
     #[arg(long)]
     markdown: bool,
@@ -654,7 +660,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+/// One GET on the admin endpoint: the status and the body.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -664,8 +671,78 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     .ok()?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
-    raw.get(9..12)?.parse().ok()
+    let status = raw.get(9..12)?.parse().ok()?;
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, body.to_string()))
 }
+
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// The gateway's own histogram `name`, summed over every session: per upper
+/// bound (`le`), the cumulative count, from its `/metrics` scrape.
+fn scrape_histogram(admin: SocketAddr, name: &str) -> Vec<(f64, u64)> {
+    let Some((200, body)) = http_get(admin, "/metrics") else {
+        return Vec::new();
+    };
+    let mut buckets = std::collections::BTreeMap::<u64, (f64, u64)>::new();
+    let prefix = format!("{name}_bucket{{");
+    for line in body.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some((labels, count)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(le) = labels
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::INFINITY)
+        };
+        let count: f64 = count.parse().unwrap_or(0.0);
+        let entry = buckets.entry(le.to_bits()).or_insert((le, 0));
+        entry.1 += count as u64;
+    }
+    let mut out: Vec<(f64, u64)> = buckets.into_values().collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The `q` quantile of the observations between two scrapes, interpolated
+/// within its bucket as Prometheus' `histogram_quantile` does; seconds.
+fn histogram_quantile(q: f64, before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<f64> {
+    let delta: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(b, _)| b == le).map_or(0, |(_, c)| *c);
+            (*le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(le, count) in &delta {
+        if count as f64 >= rank {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let within = (rank - lower.1 as f64) / (count - lower.1).max(1) as f64;
+            return Some(lower.0 + (le - lower.0) * within);
+        }
+        lower = (le, count);
+    }
+    None
+}
+
+const GATEWAY_LATENCY: &str = "mbms_gateway_ingest_to_egress_latency_seconds";
 
 fn gateway_binary(args: &Args) -> Result<PathBuf> {
     if let Some(path) = &args.gateway {
@@ -737,6 +814,13 @@ key_domain_id = "09f107"
 "#,
         state = dir.join("gw").display(),
     );
+    config.push_str("[ingest]\n");
+    if let Some(interval) = &args.min_wake_interval {
+        config.push_str(&format!("min_wake_interval = \"{interval}\"\n"));
+    }
+    if let Some(workers) = args.ingest_workers {
+        config.push_str(&format!("workers = {workers}\n"));
+    }
     for w in &workloads {
         config.push_str(&w.config_toml());
     }
@@ -783,6 +867,7 @@ key_domain_id = "09f107"
     })?;
 
     let duration = Duration::from_secs(args.seconds);
+    let latency_before = scrape_histogram(admin, GATEWAY_LATENCY);
     let (ticks_before, threads_before, cpus_before) =
         (process_ticks(pid), thread_cpu(pid), cpu_jiffies());
     let wall = Instant::now();
@@ -806,6 +891,7 @@ key_domain_id = "09f107"
     let elapsed = wall.elapsed().as_secs_f64();
     let (ticks_after, threads_after, cpus_after) =
         (process_ticks(pid), thread_cpu(pid), cpu_jiffies());
+    let latency_after = scrape_histogram(admin, GATEWAY_LATENCY);
     let rss_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
     let hwm_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
 
@@ -858,9 +944,22 @@ key_domain_id = "09f107"
             );
         }
     }
+    let gateway_ms = |q| {
+        histogram_quantile(q, &latency_before, &latency_after)
+            .map_or("n/a".to_string(), |s| format!("{:.3} ms", s * 1e3))
+    };
+    if args.sessions > 0 {
+        println!(
+            "gateway's own ingest→egress (its {GATEWAY_LATENCY}, kernel receive timestamp to send, per burst): \
+             p50 {}, p99 {}, p99.9 {}",
+            gateway_ms(0.5),
+            gateway_ms(0.99),
+            gateway_ms(0.999),
+        );
+    }
     for r in &reports {
         println!(
-            "{}: sent {} {}, received {}, lost {} ({:.4}%), latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+            "{}: sent {} {}, received {}, lost {} ({:.4}%), end-to-end latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
             r.load,
             r.sent,
             r.unit,

@@ -9,8 +9,9 @@
 //! (RFC 3550 §7.1); ordinary reordering and loss pass through unchanged.
 
 use super::codec::DecodeError;
-use super::srtp::{RtcpHeader, RtpHeader};
+use super::srtp::RtcpHeader;
 use crate::protocol::codec::Codec;
+use rtp_types::{RtpPacket, RtpParseError};
 use thiserror::Error;
 
 /// An accepted ingest datagram.
@@ -30,11 +31,32 @@ pub enum IngestReject {
     #[error("datagram of {len} bytes is over the {max}-byte limit")]
     Oversize { len: usize, max: usize },
     #[error("not an RTP packet: {0}")]
-    Malformed(DecodeError),
+    Malformed(MalformedRtp),
     #[error("RTP packet without payload")]
     Empty,
     #[error("malformed RTCP packet: {0}")]
     MalformedRtcp(DecodeError),
+}
+
+/// Why a datagram is not RTP (RFC 3550 §5.1), as `rtp-types` finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MalformedRtp {
+    #[error("version {0}, not 2")]
+    Version(u8),
+    #[error("{actual} bytes where its header needs at least {expected}")]
+    Truncated { expected: usize, actual: usize },
+    #[error("padding length {0}")]
+    Padding(u8),
+}
+
+impl From<RtpParseError> for MalformedRtp {
+    fn from(e: RtpParseError) -> Self {
+        match e {
+            RtpParseError::UnsupportedVersion(v) => Self::Version(v),
+            RtpParseError::Truncated { expected, actual } => Self::Truncated { expected, actual },
+            RtpParseError::PaddingInvalid(p) => Self::Padding(p),
+        }
+    }
 }
 
 /// Checks one datagram; `max_len` is the largest RTP/RTCP packet that still
@@ -51,13 +73,15 @@ pub fn classify(datagram: &[u8], max_len: usize) -> Result<IngestKind, IngestRej
             .map_err(IngestReject::MalformedRtcp)?;
         return Ok(IngestKind::Rtcp);
     }
-    let (header, header_len) = RtpHeader::parse(datagram).map_err(IngestReject::Malformed)?;
-    if header_len >= datagram.len() {
+    // rtp-types reads the header in place (no copy, no allocation) and
+    // checks the CSRC list, extension and padding against the length.
+    let packet = RtpPacket::parse(datagram).map_err(|e| IngestReject::Malformed(e.into()))?;
+    if packet.payload_offset() >= datagram.len() {
         return Err(IngestReject::Empty);
     }
     Ok(IngestKind::Rtp {
-        ssrc: header.ssrc,
-        sequence_number: header.sequence_number,
+        ssrc: packet.ssrc(),
+        sequence_number: packet.sequence_number(),
     })
 }
 
@@ -195,6 +219,33 @@ mod tests {
         let err = classify(&truncated, 1500).unwrap_err();
         assert!(matches!(err, IngestReject::Malformed(_)));
         assert!(err.to_string().starts_with("not an RTP packet: "), "{err}");
+        let mut version_1 = rtp(1, 1, 10);
+        version_1[0] = 0x40;
+        assert_eq!(
+            classify(&version_1, 1500),
+            Err(IngestReject::Malformed(MalformedRtp::Version(1)))
+        );
+        let mut zero_padding = rtp(1, 1, 10);
+        zero_padding[0] |= 0x20;
+        *zero_padding.last_mut().unwrap() = 0;
+        assert_eq!(
+            classify(&zero_padding, 1500),
+            Err(IngestReject::Malformed(MalformedRtp::Padding(0)))
+        );
+        let mut padding_past_header = rtp(1, 1, 10);
+        padding_past_header[0] |= 0x20;
+        *padding_past_header.last_mut().unwrap() = 30;
+        let err = classify(&padding_past_header, 1500).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IngestReject::Malformed(MalformedRtp::Truncated {
+                    expected: 42,
+                    actual: 22
+                })
+            ),
+            "{err}"
+        );
     }
 
     #[test]
