@@ -59,7 +59,6 @@ use mbms_gateway::runtime::udp::{
 };
 use socket2::SockAddr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -612,7 +611,7 @@ impl GatewayRelay {
             .build()
             .expect("runtime");
         let pool = IngestPool::new(&IngestSettings {
-            workers: NonZeroUsize::new(dests.len()),
+            workers: Some(dests.len()),
             min_wake_interval,
         })
         .expect("ingest workers");

@@ -116,6 +116,32 @@ fn zero_where_a_positive_value_is_needed() {
 }
 
 #[test]
+fn bad_ingest_settings() {
+    let text = format!("{GOOD}[ingest]\nworkers = 0\n");
+    assert_names(&text, "ingest.workers", "workers = 0");
+    let text = format!("{GOOD}[ingest]\nmin_wake_interval = \"soon\"\n");
+    assert_names(&text, "min_wake_interval", "min_wake_interval = \"soon\"");
+    let text = format!("{GOOD}[ingest]\nmin_wake_interval = \"1s\"\n");
+    let e = assert_names(
+        &text,
+        "ingest.min_wake_interval",
+        "min_wake_interval = \"1s\"",
+    );
+    assert!(e.contains("at most 20ms"), "{e}");
+    let text = format!("{GOOD}[ingest]\nthreads = 2\n");
+    assert_names(&text, "threads", "threads = 2");
+    let c = GatewayConfig::parse(&format!(
+        "{GOOD}[ingest]\nworkers = 3\nmin_wake_interval = \"250us\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.ingest.worker_count(), 3);
+    assert_eq!(
+        c.ingest.min_wake_interval,
+        std::time::Duration::from_micros(250)
+    );
+}
+
+#[test]
 fn duplicate_destination_group_and_port() {
     // Both sessions send to 239.1.1.1:5004.
     let text = edit("\"239.1.1.2\"", "\"239.1.1.1\"");

@@ -399,6 +399,7 @@ impl GatewayConfig {
             "instance_id: must not be empty"
         );
         ensure!(self.lease_block > 0, "lease_block: must be at least 1");
+        self.ingest.validate().map_err(anyhow::Error::msg)?;
         let mut names = HashSet::new();
         let mut groups: BTreeMap<u16, &str> = BTreeMap::new();
         let mut egress = HashSet::new();

@@ -238,6 +238,11 @@ port = 5004
                 field: "lease_block"
             })
         );
+        let new = GatewayConfig::parse(&format!("{BASE}\n[ingest]\nworkers = 3\n")).unwrap();
+        assert_eq!(
+            check_reloadable(&running, &new),
+            Err(ReloadRefused::NeedsRestart { field: "ingest" })
+        );
     }
 
     #[test]

@@ -4,19 +4,20 @@
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 
-/// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h` (no unit: an error,
-/// so `30` is never silently read as 30 ms or 30 s).
+/// Parses `<number><unit>` with unit `us`, `ms`, `s`, `m` or `h` (no unit: an
+/// error, so `30` is never silently read as 30 ms or 30 s).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (value, unit) = split_unit(text, "ms, s, m or h")?;
+    let (value, unit) = split_unit(text, "us, ms, s, m or h")?;
     let seconds = match unit {
+        "us" | "µs" => value / 1e6,
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
         other => {
             return Err(format!(
-                "`{text}`: unknown unit `{other}` (use ms, s, m or h)"
+                "`{text}`: unknown unit `{other}` (use us, ms, s, m or h)"
             ));
         }
     };
@@ -145,6 +146,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct IngestSettings {
     /// Worker threads (default: one per core this process may run on).
-    pub workers: Option<NonZeroUsize>,
+    pub workers: Option<usize>,
     /// Shortest time between two wake-ups of a busy worker; datagrams that
     /// arrive meanwhile are read in the same burst. It bounds the latency it
     /// adds. `0s`: wake for every readable socket.
@@ -62,12 +62,29 @@ impl Default for IngestSettings {
     }
 }
 
+/// Longest `min_wake_interval`: beyond it the wait costs more latency than
+/// it saves CPU, and a socket buffer may not hold what arrives meanwhile.
+pub const MAX_MIN_WAKE_INTERVAL: Duration = Duration::from_millis(20);
+
 impl IngestSettings {
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers == Some(0) {
+            return Err("ingest.workers: must be at least 1".into());
+        }
+        if self.min_wake_interval > MAX_MIN_WAKE_INTERVAL {
+            return Err(format!(
+                "ingest.min_wake_interval: at most {MAX_MIN_WAKE_INTERVAL:?}"
+            ));
+        }
+        Ok(())
+    }
+
     /// The number of workers to start.
     pub fn worker_count(&self) -> usize {
         self.workers
-            .or_else(|| std::thread::available_parallelism().ok())
-            .map_or(1, usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+            .max(1)
     }
 }
 
@@ -440,7 +457,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_are_read_woken_and_removed() {
         let pool = IngestPool::new(&IngestSettings {
-            workers: NonZeroUsize::new(2),
+            workers: Some(2),
             ..IngestSettings::default()
         })
         .unwrap();
