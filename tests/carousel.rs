@@ -322,6 +322,56 @@ fn mikey_object_stays_until_its_last_protected_object_leaves() {
     assert!(sim.carousel.is_empty());
 }
 
+/// An object under an MTK whose MIKEY object has just left brings the same
+/// message back under the same TOI while FDT instances naming it may still
+/// be valid; a different message, or the same one after they expired, gets
+/// a TOI of its own.
+#[test]
+fn a_mikey_message_keeps_one_toi_while_fdts_may_name_it() {
+    let mut sim = Sim::new(CarouselConfig {
+        fdt_interval: Duration::from_millis(500),
+        fdt_lifetime_s: 4,
+        ..CarouselConfig::default()
+    });
+    let message = |md5: u8| CarouselObject {
+        content_md5: Some([md5; 16]),
+        ..mikey("mtk/1", ObjectLifetime::UntilRemoved)
+    };
+    // As the download sender does: the key object, what it protects, then
+    // the key object's own lifetime ends (it stays for what it protects).
+    let k = sim.carousel.add(message(1)).unwrap();
+    let a = sim.carousel.add(protected("a", "mtk/1", times(1))).unwrap();
+    sim.carousel.remove(k).unwrap();
+    sim.run(100, Duration::from_millis(1));
+    assert!(sim.carousel.is_empty());
+    assert!(sim.log.contains(&Sent::Forget(k)));
+    // The next object under the same MTK: the same message, the same TOI.
+    let again = sim.carousel.add(message(1)).unwrap();
+    assert_eq!(again, k);
+    let b = sim.carousel.add(protected("b", "mtk/1", times(1))).unwrap();
+    sim.carousel.remove(again).unwrap();
+    assert_ne!(b, a);
+    sim.log.clear();
+    sim.run(100, Duration::from_millis(1));
+    assert!(index_of(&sim.log, &Sent::Object(k)) < index_of(&sim.log, &Sent::Object(b)));
+    let listed: BTreeSet<u128> = fdts(&sim.log)
+        .iter()
+        .flat_map(|(_, _, files)| files.iter().filter(|f| f.1 == "mtk/1").map(|f| f.0))
+        .collect();
+    assert_eq!(listed, BTreeSet::from([k]), "one TOI for the message");
+    // A new message under that name is another object.
+    let other = sim.carousel.add(message(2)).unwrap();
+    assert_ne!(other, k);
+    sim.carousel.remove(other).unwrap();
+    sim.run(10, Duration::from_millis(1));
+    // Once every FDT that listed it has expired, its TOI is free again and
+    // the same message comes back as a new object.
+    sim.now += Duration::from_secs(5);
+    sim.run(10, Duration::from_millis(1));
+    let later = sim.carousel.add(message(1)).unwrap();
+    assert_ne!(later, k);
+}
+
 #[test]
 fn explicit_remove_of_a_key_object_waits_for_its_protected_objects() {
     let now = Instant::now();

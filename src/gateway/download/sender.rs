@@ -821,6 +821,13 @@ mod tests {
             .unwrap();
         assert!(sender.step());
         assert_eq!(sender.carousel.len(), 2, "object and its MIKEY object");
+        let key_toi = |sender: &FluteSender| {
+            sender
+                .carousel
+                .tois()
+                .find(|t| sender.carousel.object(*t).is_some_and(|o| o.is_mikey))
+        };
+        let first_key_toi = key_toi(&sender).unwrap();
         let mut steps = 0;
         while !sender.carousel.is_empty() {
             assert!(sender.step());
@@ -838,6 +845,12 @@ mod tests {
         commands
             .send(SenderCommand::AddObject(protected(dir.path(), "b")))
             .unwrap();
+        assert!(sender.step());
+        assert_eq!(
+            key_toi(&sender),
+            Some(first_key_toi),
+            "the same MIKEY message under the same TOI"
+        );
         while stats.objects_completed.load(Ordering::Relaxed) < 2 {
             assert_eq!(stats.send_failures.load(Ordering::Relaxed), 0, "b refused");
             assert!(sender.step());

@@ -206,6 +206,31 @@ pub struct Carousel {
     next_until: Option<Instant>,
     /// The object whose last transmission was handed out by `poll`.
     last_transmission: Option<PassKey>,
+    /// MIKEY objects that left while FDT instances listing them may still be
+    /// valid at receivers: their TOIs stay reserved, and the same message
+    /// coming back gets its TOI back (one TOI per MIKEY message).
+    departed_keys: Vec<DepartedKey>,
+}
+
+/// A MIKEY object gone from the carousel, its TOI held until `until`.
+#[derive(Debug, Clone)]
+struct DepartedKey {
+    content_location: String,
+    content_md5: Option<[u8; 16]>,
+    transfer_length: u64,
+    toi: u128,
+    /// When the last FDT instance that listed it expires.
+    until: Instant,
+}
+
+impl DepartedKey {
+    fn is(&self, object: &CarouselObject) -> bool {
+        object.is_mikey
+            && object.content_md5.is_some()
+            && self.content_location == object.content_location
+            && self.content_md5 == object.content_md5
+            && self.transfer_length == object.transfer_length
+    }
 }
 
 impl Carousel {
@@ -246,6 +271,7 @@ impl Carousel {
             last_poll: now,
             next_until: None,
             last_transmission: None,
+            departed_keys: Vec::new(),
         })
     }
 
@@ -315,11 +341,21 @@ impl Carousel {
         {
             return Err(CarouselError::KeyObjectInUse(object.content_location));
         }
-        let Some(toi) = self.tois.allocate() else {
-            return Err(CarouselError::ToisExhausted {
-                max: self.tois.max(),
-                content_location: object.content_location,
-            });
+        let returning = self.departed_keys.iter().position(|d| d.is(&object));
+        let toi = match returning {
+            // Its TOI was never released; a Forget not yet handed out is moot.
+            Some(at) => {
+                let toi = self.departed_keys.swap_remove(at).toi;
+                self.forgotten.retain(|t| *t != toi);
+                toi
+            }
+            None => self
+                .tois
+                .allocate()
+                .ok_or_else(|| CarouselError::ToisExhausted {
+                    max: self.tois.max(),
+                    content_location: object.content_location.clone(),
+                })?,
         };
         if let Some(old) = replaced {
             self.discard(old);
@@ -380,10 +416,13 @@ impl Carousel {
         self.last_poll = self.last_poll.max(now);
         self.retire_last_transmission();
         self.end_lifetimes(now);
+        self.release_departed_keys(now);
         if let Some(toi) = self.forgotten.pop_front() {
             // Only now may the TOI name another object: the caller knows
-            // this one is gone.
-            self.tois.release(toi);
+            // this one is gone. A departed MIKEY object's TOI stays held.
+            if !self.departed_keys.iter().any(|d| d.toi == toi) {
+                self.tois.release(toi);
+            }
             return Some(CarouselAction::Forget { toi });
         }
         match self.close {
@@ -602,9 +641,35 @@ impl Carousel {
 
     fn discard(&mut self, key: PassKey) {
         if let Some(entry) = self.objects.remove(&key) {
+            if entry.object.is_mikey {
+                // Receivers may hold an FDT instance naming it until the
+                // last one sent expires.
+                let lifetime = Duration::from_secs(u64::from(self.config.fdt_lifetime_s));
+                self.departed_keys.push(DepartedKey {
+                    content_location: entry.object.content_location,
+                    content_md5: entry.object.content_md5,
+                    transfer_length: entry.object.transfer_length,
+                    toi: entry.toi,
+                    until: self.last_poll + lifetime,
+                });
+            }
             self.forgotten.push_back(entry.toi);
             self.content_changed = true;
         }
+    }
+
+    /// Frees the TOIs of departed MIKEY objects no valid FDT instance lists
+    /// any more (once their `Forget` is out).
+    fn release_departed_keys(&mut self, now: Instant) {
+        let forgotten = &self.forgotten;
+        let tois = &mut self.tois;
+        self.departed_keys.retain(|d| {
+            let held = now < d.until || forgotten.contains(&d.toi);
+            if !held {
+                tois.release(d.toi);
+            }
+            held
+        });
     }
 
     fn is_referenced(&self, key_uri: &str) -> bool {
