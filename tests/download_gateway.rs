@@ -389,17 +389,39 @@ carousel = { repetitions = 1000, fdt_interval = "200ms", fdt_lifetime = "10s" }"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flute_crate_receiver_reassembles_our_encrypted_objects_from_the_group() {
+    flute_crate_reassembles("download-flute-crate", Ipv4Addr::new(239, 255, 40, 7), "").await;
+}
+
+/// Without Content-MD5 (`content_md5 = false`) the FDT carries none, and the
+/// flute crate and the probe still take every object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_without_content_md5_arrive_all_the_same() {
+    flute_crate_reassembles(
+        "download-no-md5",
+        Ipv4Addr::new(239, 255, 40, 9),
+        "content_md5 = false",
+    )
+    .await;
+}
+
+/// Runs a session with `extra` settings, captures the group and feeds it to
+/// the flute crate's receiver: every object complete, a DCF, its MD5 in the
+/// FDT unless `extra` turns it off.
+async fn flute_crate_reassembles(name: &str, group: Ipv4Addr, extra: &str) {
     use flute::core::UDPEndpoint;
     use flute::receiver::MultiReceiver;
     use flute::receiver::writer::ObjectWriterBufferBuilder;
     use std::rc::Rc;
 
-    let group = Ipv4Addr::new(239, 255, 40, 7);
+    let with_md5 = !extra.contains("content_md5 = false");
     let run = start(
-        "download-flute-crate",
+        name,
         group,
-        r#"bitrate = "50Mbit"
-carousel = { repetitions = 2 }"#,
+        &format!(
+            r#"bitrate = "50Mbit"
+carousel = {{ repetitions = 2 }}
+{extra}"#
+        ),
     )
     .await;
     let capture = Capture::start(group, run.port);
@@ -452,6 +474,7 @@ carousel = { repetitions = 2 }"#,
         assert!(object.data.len() > data.len(), "{location}");
         assert!(object.data.starts_with(&[0, 0, 0]) && &object.data[4..8] == b"ftyp");
         assert_eq!(object.meta.transfer_length, Some(object.data.len()));
+        assert_eq!(object.meta.md5.is_some(), with_md5, "{location}");
     }
     let keys: Vec<_> = objects
         .iter()

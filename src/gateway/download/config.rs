@@ -59,6 +59,11 @@ pub struct DownloadSession {
     /// or `aes-128-ctr`).
     #[serde(default)]
     pub encryption: Encryption,
+    /// Content-MD5 of each object in the FDT (RFC 3926 §3.4.2: optional). It
+    /// lets receivers check what they reassembled; computing it costs a pass
+    /// over every byte, so a session at the edge of its CPU may turn it off.
+    #[serde(default = "default_true")]
+    pub content_md5: bool,
     /// Largest object accepted (source bytes); larger ones are refused.
     #[serde(default = "default_max_object", deserialize_with = "units::size")]
     pub max_object_size: u64,

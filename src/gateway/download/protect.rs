@@ -49,8 +49,8 @@ pub struct ProtectedObject {
     pub spool_path: PathBuf,
     /// Bytes of the DCF (Content-Length = Transfer-Length: no content coding).
     pub transfer_length: u64,
-    /// MD5 of the DCF bytes.
-    pub content_md5: [u8; 16],
+    /// MD5 of the DCF bytes, unless the session leaves Content-MD5 out.
+    pub content_md5: Option<[u8; 16]>,
     /// Content-Location of the MIKEY object with the MTK, and its message.
     pub key_uri: String,
     pub key_message: Arc<[u8]>,
@@ -97,6 +97,8 @@ pub struct ProtectRequest<'a> {
     /// MIME type of the plaintext (the DCF's ContentType).
     pub content_type: &'a str,
     pub method: EncryptionMethod,
+    /// Compute the DCF's MD5 for the FDT's Content-MD5.
+    pub content_md5: bool,
     pub max_size: u64,
     pub spool_path: PathBuf,
 }
@@ -174,9 +176,11 @@ fn write_from(
     };
     let mut spool =
         io::BufWriter::with_capacity(CHUNK, File::create(&req.spool_path).map_err(spool_error)?);
-    let mut md5 = Md5::new();
+    let mut md5 = req.content_md5.then(Md5::new);
     let mut emit = |bytes: &[u8]| -> Result<(), ProtectError> {
-        md5.update(bytes);
+        if let Some(md5) = md5.as_mut() {
+            md5.update(bytes);
+        }
         spool.write_all(bytes).map_err(spool_error)
     };
     emit(writer.header())?;
@@ -229,7 +233,7 @@ fn write_from(
         content_location: req.content_location.to_owned(),
         spool_path: req.spool_path.clone(),
         transfer_length,
-        content_md5: md5.finalize().into(),
+        content_md5: md5.map(|m| m.finalize().into()),
         key_uri: key.key_uri.clone(),
         key_message: key.message.clone(),
         epoch: key.epoch,
@@ -269,6 +273,7 @@ mod tests {
             content_location: "a.bin",
             content_type: "application/octet-stream",
             method: EncryptionMethod::Aes128Cbc,
+            content_md5: true,
             max_size: 1 << 20,
             spool_path: dir.join("a.dcf"),
         }
@@ -317,7 +322,27 @@ mod tests {
         let protected = protect_file(request(dir.path(), &path), &key()).unwrap();
         let dcf = std::fs::read(&protected.spool_path).unwrap();
         assert_eq!(protected.transfer_length, dcf.len() as u64);
-        assert_eq!(protected.content_md5, <[u8; 16]>::from(Md5::digest(&dcf)));
+        assert_eq!(
+            protected.content_md5,
+            Some(<[u8; 16]>::from(Md5::digest(&dcf)))
+        );
         assert_eq!(protected.plaintext_len, 1000);
+    }
+
+    #[test]
+    fn a_session_without_content_md5_computes_none_and_writes_the_same_dcf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, vec![5u8; 5000]).unwrap();
+        let req = ProtectRequest {
+            content_md5: false,
+            ..request(dir.path(), &path)
+        };
+        let protected = protect_file(req, &key()).unwrap();
+        assert_eq!(protected.content_md5, None);
+        let dcf = std::fs::read(&protected.spool_path).unwrap();
+        assert_eq!(protected.transfer_length, dcf.len() as u64);
+        // A DCF all the same: its header, then the ciphertext of 5000 bytes.
+        assert!(dcf.len() > 5000, "{}", dcf.len());
     }
 }

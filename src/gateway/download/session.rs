@@ -240,6 +240,7 @@ pub fn start<L: LeaseSource + 'static>(
     let worker = ProtectWorker {
         name: session.name.clone(),
         method: session.encryption.method(),
+        content_md5: session.content_md5,
         max_size: session.max_object_size,
         spool_dir: spool_dir.to_owned(),
         keys: key_rx,
@@ -391,6 +392,7 @@ impl KeyEvents for DownloadKeyEvents {
 struct ProtectWorker {
     name: String,
     method: crate::protocol::dcf::EncryptionMethod,
+    content_md5: bool,
     max_size: u64,
     spool_dir: PathBuf,
     keys: watch::Receiver<Option<Arc<ProtectionKey>>>,
@@ -470,6 +472,7 @@ impl ProtectWorker {
                 content_location: &object.content_location,
                 content_type,
                 method: self.method,
+                content_md5: self.content_md5,
                 max_size: self.max_size,
                 spool_path,
             },
