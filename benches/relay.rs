@@ -55,7 +55,7 @@ use mbms_gateway::runtime::datagram_slab::{DatagramSlab, SLOTS};
 use mbms_gateway::runtime::key_service::{LeaseError, LeaseRecord, MskRecord, MskSet};
 use mbms_gateway::runtime::udp::{
     EgressOptions, GSO_MAX_BYTES, IngestOptions, MAX_EGRESS_DATAGRAM, egress_socket, ingest_socket,
-    send_segments,
+    send_segments, set_int_option,
 };
 use socket2::SockAddr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -121,17 +121,7 @@ impl Sink {
         let socket: UdpSocket = socket.into();
         // UDP GRO: a GSO batch from the relay arrives whole, with its segment
         // size, so the sink is not the bottleneck.
-        let on: libc::c_int = 1;
-        // SAFETY: a valid socket and a c_int option value that outlives the call.
-        let gro = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_GRO,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
+        let gro = set_int_option(&socket, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("sink timeout");

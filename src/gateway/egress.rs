@@ -363,7 +363,7 @@ impl Drop for Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::udp::{EgressOptions, egress_socket};
+    use crate::runtime::udp::loopback_egress_socket;
 
     #[test]
     fn egress_kinds_map_onto_their_stats_slot() {
@@ -377,14 +377,7 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
-        let opts = EgressOptions {
-            interface: Some("127.0.0.1".parse().unwrap()),
-            interface_index: 0,
-            ttl: 1,
-            dscp: 0,
-        };
-        let (egress, thread) =
-            Egress::spawn("test", egress_socket(false, &opts).unwrap(), 4).unwrap();
+        let (egress, thread) = Egress::spawn("test", loopback_egress_socket(0), 4).unwrap();
         let dest = rx.local_addr().unwrap();
         let sizes = [100usize, 100, 100, 60, 100, 100, 1200, 1200];
         {
@@ -407,5 +400,54 @@ mod tests {
             stats.bytes(EgressKind::Srtp),
             sizes.iter().sum::<usize>() as u64
         );
+    }
+
+    /// The relay's own sends: counted per kind in the producer's stats, on
+    /// the same socket as the queued batches.
+    #[test]
+    fn a_slab_sent_directly_is_counted_by_kind() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        rx.set_nonblocking(false).unwrap();
+        let ingest = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let encoder = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for len in [100usize, 100, 40] {
+            encoder
+                .send_to(&vec![len as u8; len], ingest.local_addr().unwrap())
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut slab = DatagramSlab::new(200);
+        assert_eq!(slab.recv(&ingest).unwrap(), 3);
+        slab.route(0, 0, 100);
+        slab.route(1, 0, 100);
+        slab.route(2, 1, 40);
+        let (egress, thread) = Egress::spawn("direct", loopback_egress_socket(0), 4).unwrap();
+        let dest = SockAddr::from(rx.local_addr().unwrap());
+        let kind = |route| {
+            if route == 0 {
+                EgressKind::Srtp
+            } else {
+                EgressKind::Srtcp
+            }
+        };
+        assert!(
+            egress
+                .send_slab(&slab, &[dest.clone(), dest], kind)
+                .is_none()
+        );
+        let mut buf = [0u8; 256];
+        for len in [100usize, 100, 40] {
+            assert_eq!(rx.recv(&mut buf).unwrap(), len);
+        }
+        let stats = egress.stats().clone();
+        assert_eq!(stats.packets(EgressKind::Srtp), 2);
+        assert_eq!(stats.bytes(EgressKind::Srtp), 200);
+        assert_eq!(stats.packets(EgressKind::Srtcp), 1);
+        assert_eq!(stats.bytes(EgressKind::Srtcp), 40);
+        assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
+        drop(egress);
+        thread.join().unwrap();
     }
 }

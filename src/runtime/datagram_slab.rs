@@ -11,7 +11,7 @@
 //! The slab is owned by one thread and reused for every burst, so the steady
 //! state allocates nothing.
 
-use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
+use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, set_int_option};
 use socket2::SockAddr;
 use std::io::{self, IoSlice};
 use std::net::UdpSocket;
@@ -323,23 +323,12 @@ const CONTROL_LEN: usize = 32;
 const RECV_CONTROL_WORDS: usize = 4;
 
 /// Asks the kernel to stamp each datagram `socket` receives with its arrival
-/// time, which [`DatagramSlab::oldest_age`] reads.
+/// time, which [`DatagramSlab::oldest_age`] reads. When no socket on the host
+/// had timestamps on, the kernel switches arrival stamping on from a work queue
+/// a moment later and stamps the datagrams of that moment when they are read,
+/// so the first ages can read low, never high.
 pub fn enable_arrival_timestamps(socket: &UdpSocket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option value that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
 /// The `SCM_TIMESTAMPNS` of a received message, in ns since the Unix epoch.
@@ -430,7 +419,7 @@ impl Runs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::udp::{EgressOptions, egress_socket};
+    use crate::runtime::udp::loopback_egress_socket;
     use std::time::Duration;
 
     fn pair() -> (UdpSocket, UdpSocket) {
@@ -481,16 +470,7 @@ mod tests {
             slab.route(i, u16::from(i >= 5), size + 2);
         }
         let mut reports = Vec::new();
-        let tx = egress_socket(
-            false,
-            &EgressOptions {
-                interface: Some("127.0.0.1".parse().unwrap()),
-                interface_index: 0,
-                ttl: 1,
-                dscp: 0,
-            },
-        )
-        .unwrap();
+        let tx = loopback_egress_socket(0);
         let mut gso = true;
         slab.send(&tx, &dests, &mut gso, |sent| match sent {
             Sent::Ok {
@@ -526,6 +506,17 @@ mod tests {
         slab.recv(&ingest).unwrap();
         assert_eq!(slab.oldest_age(SystemTime::now()), None, "off by default");
         enable_arrival_timestamps(&ingest).unwrap();
+        // Until the kernel stamps on arrival, datagrams are stamped when read.
+        let stamped_on_arrival = (0..100).any(|_| {
+            encoder
+                .send_to(&[9; 10], ingest.local_addr().unwrap())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            readable(&ingest);
+            slab.recv(&ingest).unwrap();
+            slab.oldest_age(SystemTime::now()).unwrap() >= Duration::from_millis(5)
+        });
+        assert!(stamped_on_arrival, "the kernel never stamped on arrival");
         let before = SystemTime::now();
         encoder
             .send_to(&[2; 10], ingest.local_addr().unwrap())

@@ -138,6 +138,44 @@ pub fn join(socket: &UdpSocket, group: IpAddr, interface: Option<IpAddr>) -> io:
     }
 }
 
+/// Sets an integer socket option (`setsockopt(level, name, value)`).
+pub fn set_int_option(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid socket and a c_int option value that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An egress socket bound to loopback, for tests.
+#[cfg(test)]
+pub(crate) fn loopback_egress_socket(dscp: u8) -> UdpSocket {
+    egress_socket(
+        false,
+        &EgressOptions {
+            interface: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            interface_index: 0,
+            ttl: 1,
+            dscp,
+        },
+    )
+    .expect("loopback egress socket")
+}
+
 /// Largest protected datagram: an Ethernet MTU minus IPv6 and UDP headers.
 pub const MAX_EGRESS_DATAGRAM: usize = 1500 - 40 - 8;
 
@@ -223,16 +261,7 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
-        let tx = egress_socket(
-            false,
-            &EgressOptions {
-                interface: Some("127.0.0.1".parse().unwrap()),
-                interface_index: 0,
-                ttl: 1,
-                dscp: 46,
-            },
-        )
-        .unwrap();
+        let tx = loopback_egress_socket(46);
         let mut batch = Vec::new();
         for i in 0..10u8 {
             batch.extend(std::iter::repeat_n(i, 100));

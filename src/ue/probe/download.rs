@@ -13,7 +13,7 @@ use crate::protocol::flute::fdt::FdtFile;
 use crate::protocol::flute::receiver::{FluteReceiver, ReceiverEvent};
 use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::profile;
-use crate::runtime::udp::{IngestOptions, ingest_socket};
+use crate::runtime::udp::{IngestOptions, ingest_socket, set_int_option};
 use anyhow::{Context, Result};
 use md5::{Digest, Md5};
 use rand::rngs::StdRng;
@@ -476,16 +476,7 @@ fn open(config: &DownloadProbeConfig) -> Result<UdpSocket> {
     // Bursts of a fast session must not overflow the default buffer: ask
     // past `rmem_max` when privileged (SO_RCVBUFFORCE), else up to it.
     let size: libc::c_int = 16 << 20;
-    // SAFETY: a valid socket and a c_int option value of the right length.
-    let forced = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
+    let forced = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_ok();
     if !forced {
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(size as usize);
     }
