@@ -44,6 +44,9 @@
 //! `cargo bench --bench relay -- --measurement-time 3 --warm-up-time 1`; without
 //! `--bench` (e.g. `cargo test --benches`) it runs a short smoke pass.
 
+#[path = "common/affinity.rs"]
+mod affinity;
+use affinity::set_affinity;
 use mbms_gateway::gateway::config::{Flow, MtkSettings, SrtpSettings, StreamingSession};
 use mbms_gateway::gateway::egress::Egress;
 use mbms_gateway::gateway::keys::journal::KeyJournal;
@@ -392,19 +395,6 @@ fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Lets thread `tid` (0: the calling one) run on `cpus` only.
-fn set_affinity(tid: libc::pid_t, cpus: impl IntoIterator<Item = usize>) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and the call get valid
-    // pointers to it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set);
-    }
-}
-
 /// Pins the threads named in `names` to one CPU each, from the last CPU down,
 /// when the machine has more CPUs than relay threads (generators and sinks
 /// keep the others, see [`keep_off_relay_cpus`]); otherwise lets them run
@@ -414,9 +404,9 @@ fn pin(names: &[&str]) {
     for (i, name) in names.iter().enumerate() {
         for tid in thread_ids(&[name]) {
             if cpus > names.len() {
-                set_affinity(tid, [cpus - 1 - i]);
+                let _ = set_affinity(tid, [cpus - 1 - i]);
             } else {
-                set_affinity(tid, 0..cpus);
+                let _ = set_affinity(tid, 0..cpus);
             }
         }
     }
@@ -427,9 +417,9 @@ fn pin(names: &[&str]) {
 fn keep_off_relay_cpus(relay_threads: usize) {
     let cpus = cpus();
     if cpus > relay_threads {
-        set_affinity(0, 0..cpus - relay_threads);
+        let _ = set_affinity(0, 0..cpus - relay_threads);
     } else {
-        set_affinity(0, 0..cpus);
+        let _ = set_affinity(0, 0..cpus);
     }
 }
 

@@ -20,6 +20,8 @@
 //! Each kind of load is a [`Workload`]: it adds its sessions to the gateway
 //! configuration, starts its receivers and senders, and reports.
 
+#[path = "../benches/common/affinity.rs"]
+mod affinity;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use mbms_gateway::bmsc::{Bmsc, BmscConfig, GenerateConfig, KeySource};
@@ -838,14 +840,7 @@ key_domain_id = "09f107"
         use std::os::unix::process::CommandExt;
         // SAFETY: only sched_setaffinity, async-signal-safe, runs in the child.
         unsafe {
-            command.pre_exec(move || {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(move || affinity::set_affinity(0, [cpu]));
         }
     }
     let mut gateway: Child = command
