@@ -409,7 +409,7 @@ interface = "127.0.0.1"
 ttl = 0
 bitrate = "{kbit}kbit"
 push = false
-watch = {{ folder = "{folder}" }}
+watch = {{ folder = "{folder}", max_object_bytes = {object_len} }}
 carousel = {{ repetitions = {repetitions} }}
 mtk = {{ period = "10s", lead = "2s", resend = "1s" }}
 "#,
@@ -419,6 +419,7 @@ mtk = {{ period = "10s", lead = "2s", resend = "1s" }}
                 port = s.port,
                 tsi = i + 1,
                 kbit = (self.mbit * 1000.0) as u64,
+                object_len = self.object_len,
                 folder = s.folder.display(),
             ));
         }

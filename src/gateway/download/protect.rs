@@ -2,8 +2,8 @@
 //! in chunks, encrypted as an OMA DRM v2 DCF under the active MTK (TS 33.246
 //! §6.6.3) and written to the session's spool, with the MD5 of the DCF bytes
 //! for the FDT's Content-MD5 (RFC 3926 §3.4.2: the digest of the object as
-//! it is delivered). Encryption and the digest-and-write of the chunk before
-//! run on two threads. The object is never whole in memory, and a source that
+//! it is delivered). Encryption, the digest and the spool write run on three
+//! threads a chunk apart. The object is never whole in memory, and a source that
 //! shrinks, grows or disappears while it is read is refused.
 
 use crate::protocol::dcf::{DcfParams, DcfWriteError, DcfWriter, EncryptionMethod, MbmsKeyId};

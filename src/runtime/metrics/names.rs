@@ -122,14 +122,14 @@ pub const EGRESS_QUEUE_FULL: MetricDef = MetricDef {
     name: name!("egress_queue_full_total"),
     kind: MetricType::Counter,
     labels: &[SESSION],
-    help: "Times a producer found the egress queue full and waited (back-pressure).",
+    help: "Times a download session's sender found the egress queue full and waited (back-pressure; streaming workers send on the egress socket themselves).",
 };
 
 pub const EGRESS_QUEUE_DEPTH: MetricDef = MetricDef {
     name: name!("egress_queue_depth"),
     kind: MetricType::Gauge,
     labels: &[SESSION],
-    help: "Batches of this session waiting in its egress queue (sessions with equal socket settings share one queue).",
+    help: "Batches of this download session waiting in its egress queue (sessions with equal socket settings share one queue).",
 };
 
 pub const PACER_LATENESS: MetricDef = MetricDef {
