@@ -33,7 +33,7 @@ use criterion::{Criterion, Throughput, criterion_group};
 use mbms_gateway::gateway::download::protect::{
     ProtectRequest, ProtectedObject, ProtectionKey, protect_file,
 };
-use mbms_gateway::protocol::dcf::{DcfParams, DcfWriter, EncryptionMethod, MbmsKeyId};
+use mbms_gateway::protocol::dcf::{DcfParams, DcfWriter, EncryptionMethod};
 use mbms_gateway::protocol::flute::object_sender::{ObjectKind, ObjectSender, ObjectSenderConfig};
 use mbms_gateway::protocol::keys::{KeyDomainId, Mki, MskId, MtkId, MtkKey};
 use mbms_gateway::runtime::udp::send_segments;
@@ -172,18 +172,14 @@ fn key() -> ProtectionKey {
         msk_id: MskId(1),
         mtk_id: MtkId(2),
     };
-    ProtectionKey {
+    let message = Arc::from(&b"mikey"[..]);
+    ProtectionKey::new(
+        KeyDomainId([1, 2, 3]),
         mki,
-        key_id: MbmsKeyId {
-            key_domain_id: KeyDomainId([1, 2, 3]),
-            msk_id: mki.msk_id,
-            mtk_id: mki.mtk_id,
-        },
-        key: MtkKey::new([7; 16]),
-        key_uri: "mbms-keys/1.mikey".into(),
-        message: Arc::from(&b"mikey"[..]),
-        epoch: 0,
-    }
+        MtkKey::new([7; 16]),
+        message,
+        0,
+    )
 }
 
 #[derive(Clone, Copy)]

@@ -453,6 +453,9 @@ mtk = {{ period = "10s", lead = "2s", resend = "1s" }}
                 );
                 config.interface = Some(Ipv4Addr::LOCALHOST.into());
                 config.tsi = Some(i as u16 + 1);
+                // The DCF adds its headers (well under 1 MiB) to each object.
+                let dcf_len = self.object_len as u64 + (1 << 20);
+                config.max_object_len = config.max_object_len.max(dcf_len);
                 config
             })
             .collect();

@@ -7,7 +7,8 @@
 //! shrinks, grows or disappears while it is read is refused.
 
 use crate::protocol::dcf::{DcfParams, DcfWriteError, DcfWriter, EncryptionMethod, MbmsKeyId};
-use crate::protocol::keys::{Mki, MtkKey};
+use crate::protocol::keys::{KeyDomainId, Mki, MtkKey};
+use crate::protocol::profile::flute::mikey_content_location;
 use md5::{Digest, Md5};
 use rand::RngCore;
 use std::fs::File;
@@ -31,6 +32,31 @@ pub struct ProtectionKey {
     pub message: Arc<[u8]>,
     /// Revocation epoch: objects of an older epoch are never sent.
     pub epoch: u64,
+}
+
+impl ProtectionKey {
+    /// The MTK `key` named `mki` in Key Domain `key_domain_id`, carried by the
+    /// MIKEY `message` at its usual Content-Location.
+    pub fn new(
+        key_domain_id: KeyDomainId,
+        mki: Mki,
+        key: MtkKey,
+        message: Arc<[u8]>,
+        epoch: u64,
+    ) -> Self {
+        Self {
+            mki,
+            key_id: MbmsKeyId {
+                key_domain_id,
+                msk_id: mki.msk_id,
+                mtk_id: mki.mtk_id,
+            },
+            key,
+            key_uri: mikey_content_location(mki),
+            message,
+            epoch,
+        }
+    }
 }
 
 impl std::fmt::Debug for ProtectionKey {
@@ -350,25 +376,20 @@ fn encrypt_source(
 mod tests {
     use super::*;
     use crate::protocol::dcf::EncryptionMethod;
-    use crate::protocol::keys::{KeyDomainId, MskId, MtkId};
+    use crate::protocol::keys::{MskId, MtkId};
 
     fn key() -> ProtectionKey {
         let mki = Mki {
             msk_id: MskId(0x0001_0002),
             mtk_id: MtkId(3),
         };
-        ProtectionKey {
+        ProtectionKey::new(
+            KeyDomainId([1, 2, 3]),
             mki,
-            key_id: MbmsKeyId {
-                key_domain_id: KeyDomainId([1, 2, 3]),
-                msk_id: mki.msk_id,
-                mtk_id: mki.mtk_id,
-            },
-            key: MtkKey::new([7; 16]),
-            key_uri: "mbms-keys/k.mikey".into(),
-            message: Arc::from(&b"mikey"[..]),
-            epoch: 0,
-        }
+            MtkKey::new([7; 16]),
+            Arc::from(&b"mikey"[..]),
+            0,
+        )
     }
 
     fn request<'a>(dir: &Path, source: &'a Path) -> ProtectRequest<'a> {

@@ -20,11 +20,9 @@ use crate::gateway::egress::EgressStats;
 use crate::gateway::keys::key_task::{KeyEvents, KeyTask, SessionState};
 use crate::gateway::keys::mtk_keys::{LeaseSource, MtkKeys};
 use crate::gateway::streaming::SessionContext;
-use crate::protocol::dcf::MbmsKeyId;
 use crate::protocol::flute::carousel::Carousel;
 use crate::protocol::keys::{KeyDomainId, Mki, Mtk};
 use crate::protocol::mtk_schedule::MtkSchedule;
-use crate::protocol::profile;
 use crate::runtime::metrics::IngestMetrics;
 use crate::runtime::metrics::labels::{IngestRejectReason, LabelValue};
 use anyhow::{Context, Result};
@@ -354,18 +352,13 @@ impl KeyEvents for DownloadKeyEvents {
             );
             return true;
         };
-        self.active.send_replace(Some(Arc::new(ProtectionKey {
+        self.active.send_replace(Some(Arc::new(ProtectionKey::new(
+            self.key_domain_id,
             mki,
-            key_id: MbmsKeyId {
-                key_domain_id: self.key_domain_id,
-                msk_id: mki.msk_id,
-                mtk_id: mki.mtk_id,
-            },
-            key: mtk.key.clone(),
-            key_uri: profile::flute::mikey_content_location(mki),
-            message: message.clone(),
-            epoch: self.epoch,
-        })));
+            mtk.key.clone(),
+            message.clone(),
+            self.epoch,
+        ))));
         self.state.send_replace(SessionState::OnAir { mki });
         self.stats.mtk_rotations.fetch_add(1, Ordering::Relaxed);
         true
