@@ -159,7 +159,7 @@ fn write_dcf(
 
 /// Protects the already open `source` (`opened` is its metadata at open).
 fn write_from(
-    mut source: File,
+    source: File,
     opened: &std::fs::Metadata,
     req: &ProtectRequest<'_>,
     key: &ProtectionKey,
@@ -192,18 +192,30 @@ fn write_from(
         path: path.to_owned(),
         source,
     })?;
-    let spool_error = |source| ProtectError::Spool {
+    let spool = File::create(&req.spool_path).map_err(|source| ProtectError::Spool {
         path: req.spool_path.clone(),
         source,
-    };
-    let file = File::create(&req.spool_path).map_err(spool_error)?;
+    })?;
+    spool_dcf(source, opened, writer, spool, req, key)
+}
+
+/// Writes the DCF of `writer` over `source` into `spool`.
+fn spool_dcf(
+    mut source: File,
+    opened: &std::fs::Metadata,
+    writer: DcfWriter,
+    spool: File,
+    req: &ProtectRequest<'_>,
+    key: &ProtectionKey,
+) -> Result<ProtectedObject, ProtectError> {
+    let path = req.source;
     // Encryption, the digest and the spool write run on three threads, a
     // chunk apart, so an object is protected at the pace of the slowest of
     // them rather than their sum.
     let (encrypted, digest, spooled) = std::thread::scope(|scope| {
         let (recycle, spent) = mpsc::channel();
         let (to_spool, spool_queue) = mpsc::channel();
-        let spooling = scope.spawn(move || spool_chunks(file, spool_queue, recycle));
+        let spooling = scope.spawn(move || spool_chunks(spool, spool_queue, recycle));
         let (next, digesting) = if req.content_md5 {
             let (to_digest, digest_queue) = mpsc::channel();
             let digesting = scope.spawn(move || digest_chunks(digest_queue, to_spool));
@@ -222,7 +234,10 @@ fn write_from(
         (encrypted, digest, joined(spooling))
     });
     // A spool failure stops the encryption early: report it first.
-    let transfer_length = spooled.map_err(spool_error)?;
+    let transfer_length = spooled.map_err(|source| ProtectError::Spool {
+        path: req.spool_path.clone(),
+        source,
+    })?;
     encrypted?;
     Ok(ProtectedObject {
         content_location: req.content_location.to_owned(),
@@ -233,7 +248,7 @@ fn write_from(
         key_message: key.message.clone(),
         epoch: key.epoch,
         mki: key.mki,
-        plaintext_len: size,
+        plaintext_len: opened.len(),
     })
 }
 
@@ -503,6 +518,40 @@ mod tests {
             reader.decrypt(&dcf[header_len..], &mut plain);
             reader.finish(&mut plain).unwrap();
             assert!(plain == source, "{method:?}: plaintext differs");
+        }
+    }
+
+    /// A spool that fails to take the DCF stops every thread of the chain
+    /// (none is left waiting for a chunk) and is reported as a spool error.
+    #[test]
+    fn a_failing_spool_stops_the_chain_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, vec![5u8; 3 * CHUNK]).unwrap();
+        let req = request(dir.path(), &path);
+        std::fs::write(&req.spool_path, b"").unwrap();
+        for content_md5 in [true, false] {
+            let req = ProtectRequest {
+                content_md5,
+                ..request(dir.path(), &path)
+            };
+            let source = File::open(&path).unwrap();
+            let opened = source.metadata().unwrap();
+            let params = DcfParams {
+                content_type: "application/octet-stream".into(),
+                content_id: "cid:a".into(),
+                rights_issuer_url: String::new(),
+                textual_headers: Vec::new(),
+                method: EncryptionMethod::Aes128Cbc,
+                plaintext_len: opened.len(),
+            };
+            let writer = DcfWriter::new(params, &key().key, [0; 16]).unwrap();
+            // Opened for reading only: every write fails.
+            let spool = File::open(&req.spool_path).unwrap();
+            let result = spool_dcf(source, &opened, writer, spool, &req, &key());
+            let error = result.unwrap_err();
+            assert!(matches!(error, ProtectError::Spool { .. }), "{error:?}");
+            assert!(error.to_string().contains("a.dcf"), "{error}");
         }
     }
 }
