@@ -56,6 +56,7 @@ pub mod srtp {
     pub const AUTH_TAG_LEN: usize = 10;
     /// Key derivation rate 0: session keys derived once per master key.
     pub const KEY_DERIVATION_RATE: u64 = 0;
+    const _: () = assert!(KEY_DERIVATION_RATE == 0, "srtp::kdf derives at rate 0 only");
     /// The ROC on air (RFC 4771): RCCm2 on every 16th packet. MBMS has no
     /// receiver feedback, so a UE joining after a sequence wrap learns the ROC
     /// only from the stream. RCCm2 keeps the default HMAC-SHA1-80 tag on every

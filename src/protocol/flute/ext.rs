@@ -7,8 +7,11 @@
 use std::borrow::Cow;
 
 use super::FluteError;
-use super::lct::MAX_HEADER_LEN;
 use crate::protocol::codec::{Codec, DecodeError, Reader};
+
+/// The longest LCT header, extensions included: HDR_LEN counts 32-bit words
+/// in 8 bits (RFC 5651 §5.1).
+pub const MAX_HEADER_LEN: usize = 255 * 4;
 
 /// Header Extension Types (IANA "LCT Header Extensions").
 pub mod het {

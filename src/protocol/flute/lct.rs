@@ -18,8 +18,7 @@ use crate::protocol::profile;
 pub const LCT_VERSION: u8 = 1;
 /// TOI 0 carries FDT Instances (RFC 3926 §3.3).
 pub const TOI_FDT: u128 = 0;
-/// HDR_LEN counts 32-bit words in 8 bits.
-pub const MAX_HEADER_LEN: usize = 255 * 4;
+pub use super::ext::MAX_HEADER_LEN;
 
 const FLAG_CLOSE_OBJECT: u8 = 0x01;
 const FLAG_CLOSE_SESSION: u8 = 0x02;

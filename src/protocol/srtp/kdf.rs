@@ -2,14 +2,13 @@
 //! rate 0 only: r = 0, so every label's input is just `label ‖ 0^48` XOR salt and
 //! the session keys are derived once per master key (profile `KEY_DERIVATION_RATE`).
 
-use super::crypto::xor_keystream;
-use crate::protocol::profile;
+use super::keystream::xor_keystream;
 use aes::Aes128;
 use aes::cipher::KeyInit;
 use zeroize::Zeroize;
 
-// Only kdr 0 is implemented (as in libsrtp): r = index DIV kdr is then always 0.
-const _: () = assert!(profile::srtp::KEY_DERIVATION_RATE == 0);
+// Only kdr 0 is implemented (as in libsrtp): r = index DIV kdr is then always
+// 0. The profile asserts that its KEY_DERIVATION_RATE is 0.
 
 /// Key derivation labels (RFC 3711 §4.3.2 and §4.3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

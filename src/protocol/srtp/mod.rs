@@ -40,6 +40,7 @@ mod crypto;
 mod index;
 mod kdf;
 mod keyring;
+mod keystream;
 mod rcc;
 mod receiver;
 mod rtp;
