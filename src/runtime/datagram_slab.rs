@@ -11,7 +11,7 @@
 //! The slab is owned by one thread and reused for every burst, so the steady
 //! state allocates nothing.
 
-use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, set_int_option};
+use super::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, SegmentControl, set_int_option, set_segment};
 use socket2::SockAddr;
 use std::io::{self, IoSlice};
 use std::net::UdpSocket;
@@ -267,7 +267,7 @@ impl DatagramSlab {
     ) -> io::Result<usize> {
         let runs = &runs.runs[first..runs.count];
         let mut iovs: [IoSlice<'_>; SLOTS] = [IoSlice::new(&[]); SLOTS];
-        let mut controls = [[0u8; CONTROL_LEN]; SLOTS];
+        let mut controls = [SegmentControl::default(); SLOTS];
         // SAFETY: an all-zero mmsghdr is a valid empty message.
         let mut msgs: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
         // First the iovecs of every message, then the messages pointing at them.
@@ -317,8 +317,6 @@ impl DatagramSlab {
     }
 }
 
-/// Room for one cmsg holding a u16.
-const CONTROL_LEN: usize = 32;
 /// Room (in u64 words, for alignment) for a received `SCM_TIMESTAMPNS`.
 const RECV_CONTROL_WORDS: usize = 4;
 
@@ -347,23 +345,6 @@ fn arrival(hdr: &libc::msghdr) -> Option<u64> {
         }
     }
     None
-}
-
-/// Puts `UDP_SEGMENT = segment` into `hdr`'s control buffer.
-fn set_segment(hdr: &mut libc::msghdr, control: &mut [u8; CONTROL_LEN], segment: usize) {
-    // SAFETY: CMSG_SPACE of a u16 is a small constant within CONTROL_LEN.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-    hdr.msg_control = control.as_mut_ptr().cast();
-    hdr.msg_controllen = space as _;
-    // SAFETY: msg_control points at `control`, large enough for one cmsg
-    // header and a u16, as CMSG_SPACE computed.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(hdr);
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
-    }
 }
 
 /// Routed slots (in `first_slot..end_slot`, unrouted ones skipped) that

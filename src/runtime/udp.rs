@@ -224,32 +224,44 @@ fn send_gso(socket: &UdpSocket, dest: SocketAddr, buf: &[u8], segment: usize) ->
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    // One cmsg holding a u16: SOL_UDP / UDP_SEGMENT.
-    let mut control = [0u8; 64];
-    // SAFETY: CMSG_SPACE of a u16 is a small constant; the buffer outlives the call.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    let mut control = SegmentControl::default();
+    // SAFETY: an all-zero msghdr is a valid empty message.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = addr.as_ptr() as *mut libc::c_void;
     msg.msg_namelen = addr.len();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points at `control`, large enough for one cmsg header
-    // and a u16, as CMSG_SPACE computed.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment as u16);
-    }
+    set_segment(&mut msg, &mut control, segment);
     // SAFETY: every pointer in `msg` refers to live buffers for the call.
     let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Room for one control message holding a u16, aligned as `cmsghdr` needs.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(8))]
+pub(crate) struct SegmentControl([u8; 32]);
+
+/// Points `hdr`'s control buffer at `control`, holding `UDP_SEGMENT =
+/// segment` (the GSO segment size, Linux `udp(7)`).
+pub(crate) fn set_segment(hdr: &mut libc::msghdr, control: &mut SegmentControl, segment: usize) {
+    // SAFETY: CMSG_SPACE of a u16 is a small constant.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    debug_assert!(space <= std::mem::size_of::<SegmentControl>());
+    hdr.msg_control = control.0.as_mut_ptr().cast();
+    hdr.msg_controllen = space as _;
+    // SAFETY: msg_control points at `control`, aligned for a cmsghdr and
+    // large enough for one cmsg header and a u16, as CMSG_SPACE computed.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(hdr);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use thiserror::Error;
 
-/// Plaintext read per step.
-const CHUNK: usize = 1024 * 1024;
+/// Plaintext read per step: the unit the protect threads pass on.
+pub const CHUNK: usize = 1024 * 1024;
 
 /// The MTK new objects are protected with, and where its key travels.
 pub struct ProtectionKey {
@@ -215,11 +215,13 @@ fn spool_dcf(
     let (encrypted, digest, spooled) = std::thread::scope(|scope| {
         let (recycle, spent) = mpsc::channel();
         let (to_spool, spool_queue) = mpsc::channel();
-        let spooling = scope.spawn(move || spool_chunks(spool, spool_queue, recycle));
+        let spooling = spawn(scope, "spool", move || {
+            spool_chunks(spool, spool_queue, recycle)
+        })?;
         let (next, digesting) = if req.content_md5 {
             let (to_digest, digest_queue) = mpsc::channel();
-            let digesting = scope.spawn(move || digest_chunks(digest_queue, to_spool));
-            (to_digest, Some(digesting))
+            let digest = move || digest_chunks(digest_queue, to_spool);
+            (to_digest, Some(spawn(scope, "digest", digest)?))
         } else {
             (to_spool, None)
         };
@@ -231,8 +233,12 @@ fn spool_dcf(
         let encrypted = encrypt_source(&mut source, writer, opened, path, &mut handoff);
         drop(handoff);
         let digest = digesting.map(joined);
-        (encrypted, digest, joined(spooling))
-    });
+        Ok((encrypted, digest, joined(spooling)))
+    })
+    .map_err(|source| ProtectError::Spool {
+        path: req.spool_path.clone(),
+        source,
+    })?;
     // A spool failure stops the encryption early: report it first.
     let transfer_length = spooled.map_err(|source| ProtectError::Spool {
         path: req.spool_path.clone(),
@@ -255,6 +261,17 @@ fn spool_dcf(
 /// Chunk buffers going round encryption, digest and spool write: one at each
 /// and one waiting, so memory stays at a few chunks whatever the object size.
 const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A thread of the chain; the OS may refuse one (thread limit, memory).
+fn spawn<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    stage: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name(format!("protect-{stage}"))
+        .spawn_scoped(scope, f)
+}
 
 fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
     thread
