@@ -50,17 +50,9 @@ async fn start(name: &str, group: impl Into<IpAddr>, session: &str) -> Running {
     ))
     .await;
     let port = free_udp_port();
+    let header = gateway_header(&dir.join("gw"), "gw-download", None, bmsc.local_addr);
     let toml = format!(
-        r#"
-state_dir = "{state}"
-instance_id = "gw-download"
-lease_block = 4
-[bmsc]
-endpoint = "http://{bmsc}"
-key_domain_id = "09f107"
-backoff_initial_ms = 100
-backoff_max_ms = 300
-[[download]]
+        r#"{header}[[download]]
 name = "files"
 key_group = {key_group}
 destination = "{group}"
@@ -70,8 +62,6 @@ tsi = 7
 ttl = 0
 {session}
 "#,
-        state = dir.join("gw").display(),
-        bmsc = bmsc.local_addr,
         key_group = KEY_GROUP,
     );
     let config = GatewayConfig::parse(&toml).unwrap();

@@ -70,21 +70,7 @@ fn gateway_toml(
     admin: SocketAddr,
     sessions: &[&Session],
 ) -> String {
-    let mut text = format!(
-        r#"
-state_dir = "{state}"
-instance_id = "gw-reload"
-lease_block = 4
-[admin]
-listen = "{admin}"
-[bmsc]
-endpoint = "http://{bmsc}"
-key_domain_id = "09f107"
-backoff_initial_ms = 100
-backoff_max_ms = 300
-"#,
-        state = state_dir.display(),
-    );
+    let mut text = gateway_header(state_dir, "gw-reload", Some(admin), bmsc);
     for s in sessions {
         text.push_str(&s.toml());
     }
@@ -555,20 +541,8 @@ watch = {{ folder = "{folder}" }}
     };
     let config = |push_port: u16, sessions: &[String]| {
         let head = format!(
-            r#"
-state_dir = "{state}"
-instance_id = "gw-reload-download"
-lease_block = 4
-[bmsc]
-endpoint = "http://{bmsc}"
-key_domain_id = "09f107"
-backoff_initial_ms = 100
-backoff_max_ms = 300
-[push]
-listen = "127.0.0.1:{push_port}"
-"#,
-            state = dir.join("gw").display(),
-            bmsc = bmsc.local_addr,
+            "{}[push]\nlisten = \"127.0.0.1:{push_port}\"\n",
+            gateway_header(&dir.join("gw"), "gw-reload-download", None, bmsc.local_addr)
         );
         GatewayConfig::parse(&format!("{head}{}", sessions.concat())).unwrap()
     };

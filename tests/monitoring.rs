@@ -8,7 +8,8 @@
 mod common;
 
 use common::gateway::{
-    KEY_GROUP, bmsc_config, free_tcp_port, free_udp_port, rtp_packet, start_bmsc, temp_dir,
+    KEY_GROUP, bmsc_config, free_tcp_port, free_udp_port, gateway_header, rtp_packet, start_bmsc,
+    temp_dir,
 };
 use common::http::{Reply, http};
 use common::process::{gateway_command, signal};
@@ -175,18 +176,9 @@ const VIDEO_SDP: &str =
 const AUDIO_SDP: &str = r#"sdp = { media = "audio", payload_type = 97, rtpmap = "MP4A-LATM/48000/2", bitrate = "96kbit", language = "en" }"#;
 
 fn gateway_toml(dir: &Path, bmsc: SocketAddr, admin: SocketAddr, ingest: [u16; 2]) -> String {
+    let header = gateway_header(&dir.join("gw"), "gw-monitoring", Some(admin), bmsc);
     format!(
-        r#"state_dir = "{state}"
-instance_id = "gw-monitoring"
-lease_block = 4
-[admin]
-listen = "{admin}"
-[bmsc]
-endpoint = "http://{bmsc}"
-key_domain_id = "09f107"
-backoff_initial_ms = 100
-backoff_max_ms = 300
-[push]
+        r#"{header}[push]
 listen = "127.0.0.1:{push}"
 [[streaming]]
 name = "tv"
@@ -217,7 +209,6 @@ push = true
 [download.watch]
 folder = "{watch}"
 "#,
-        state = dir.join("gw").display(),
         push = free_tcp_port(),
         tv_group = KEY_GROUP,
         files_group = KEY_GROUP + 1,

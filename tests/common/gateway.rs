@@ -77,21 +77,40 @@ pub struct GatewaySetup {
     pub resend: &'static str,
 }
 
-impl GatewaySetup {
-    pub fn toml(&self) -> String {
-        format!(
-            r#"
-state_dir = "{state}"
-instance_id = "gw-test"
+/// The top of a test gateway configuration: its state directory and
+/// instance, the admin listener when `admin` is given, and the BM-SC with a
+/// short reconnect back-off. Session tables follow it.
+pub fn gateway_header(
+    state_dir: &Path,
+    instance_id: &str,
+    admin: Option<SocketAddr>,
+    bmsc: SocketAddr,
+) -> String {
+    let admin = admin.map_or(String::new(), |a| format!("[admin]\nlisten = \"{a}\"\n"));
+    format!(
+        r#"state_dir = "{state}"
+instance_id = "{instance_id}"
 lease_block = 4
-[admin]
-listen = "127.0.0.1:0"
-[bmsc]
+{admin}[bmsc]
 endpoint = "http://{bmsc}"
 key_domain_id = "09f107"
 backoff_initial_ms = 100
 backoff_max_ms = 300
-[[streaming]]
+"#,
+        state = state_dir.display(),
+    )
+}
+
+impl GatewaySetup {
+    pub fn toml(&self) -> String {
+        let header = gateway_header(
+            &self.state_dir,
+            "gw-test",
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            self.bmsc,
+        );
+        format!(
+            r#"{header}[[streaming]]
 name = "tv"
 key_group = {group_id}
 destination = "{group}"
@@ -102,8 +121,6 @@ mtk = {{ period = "{period}", lead = "{lead}", resend = "{resend}", retire_after
 ingest = "127.0.0.1:{ingest}"
 port = {egress}
 "#,
-            state = self.state_dir.display(),
-            bmsc = self.bmsc,
             group_id = KEY_GROUP,
             group = self.group,
             period = self.period,
