@@ -75,6 +75,12 @@ impl EgressStats {
         self.bytes[kind as usize].load(Ordering::Relaxed)
     }
 
+    /// `datagrams` of `kind`, `bytes` in all, left the socket.
+    fn count_sent(&self, kind: EgressKind, datagrams: usize, bytes: usize) {
+        self.packets[kind as usize].fetch_add(datagrams as u64, Ordering::Relaxed);
+        self.bytes[kind as usize].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// A copy of every counter, for the metrics exporter.
     pub fn totals(&self) -> EgressTotals {
         let mut totals = EgressTotals {
@@ -229,26 +235,20 @@ impl Egress {
         dests: &[SockAddr],
         kind: impl Fn(u16) -> EgressKind,
     ) -> Option<std::io::Error> {
-        let mut gso = self.shared.gso.load(Ordering::Relaxed);
         let mut failure = None;
-        slab.send(&self.shared.socket, dests, &mut gso, |sent| match sent {
-            Sent::Ok {
-                route,
-                datagrams,
-                bytes,
-            } => {
-                let at = kind(route) as usize;
-                self.stats.packets[at].fetch_add(datagrams as u64, Ordering::Relaxed);
-                self.stats.bytes[at].fetch_add(bytes as u64, Ordering::Relaxed);
-            }
-            Sent::Failed { error, .. } => {
-                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                failure = Some(error);
-            }
+        self.shared.with_gso(|gso| {
+            slab.send(&self.shared.socket, dests, gso, |sent| match sent {
+                Sent::Ok {
+                    route,
+                    datagrams,
+                    bytes,
+                } => self.stats.count_sent(kind(route), datagrams, bytes),
+                Sent::Failed { error, .. } => {
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    failure = Some(error);
+                }
+            })
         });
-        if !gso {
-            self.shared.gso.store(false, Ordering::Relaxed);
-        }
         failure
     }
 
@@ -266,26 +266,25 @@ impl Egress {
 }
 
 impl Shared {
+    /// Runs `send` with the socket's GSO flag and keeps it off once a send
+    /// found the kernel refusing GSO, for every sender on the socket.
+    fn with_gso<T>(&self, send: impl FnOnce(&mut bool) -> T) -> T {
+        let mut gso = self.gso.load(Ordering::Relaxed);
+        let result = send(&mut gso);
+        if !gso {
+            self.gso.store(false, Ordering::Relaxed);
+        }
+        result
+    }
+
     fn run(&self, rx: Receiver<Queued>) {
         let mut send_failures = LogLimiter::default();
         while let Ok(Queued { mut batch, stats }) = rx.recv() {
-            let kind = batch.kind as usize;
-            let mut gso = self.gso.load(Ordering::Relaxed);
-            let result = send_segments(
-                &self.socket,
-                batch.dest,
-                &batch.buf,
-                batch.segment,
-                &mut gso,
-            );
-            if !gso {
-                self.gso.store(false, Ordering::Relaxed);
-            }
+            let result = self.with_gso(|gso| {
+                send_segments(&self.socket, batch.dest, &batch.buf, batch.segment, gso)
+            });
             match result {
-                Ok(()) => {
-                    stats.packets[kind].fetch_add(batch.datagrams() as u64, Ordering::Relaxed);
-                    stats.bytes[kind].fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
-                }
+                Ok(()) => stats.count_sent(batch.kind, batch.datagrams(), batch.buf.len()),
                 Err(e) => {
                     stats.send_errors.fetch_add(1, Ordering::Relaxed);
                     if let Some(suppressed) = send_failures.allow(Instant::now()) {
