@@ -22,7 +22,6 @@ use std::hint::black_box;
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -34,6 +33,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use mbms_gateway::gateway::download::protect::{
     ProtectRequest, ProtectedObject, ProtectionKey, protect_file,
 };
+use mbms_gateway::gateway::download::read_ahead::ReadAhead;
 use mbms_gateway::protocol::dcf::{DcfParams, DcfWriter, EncryptionMethod};
 use mbms_gateway::protocol::flute::object_sender::{ObjectKind, ObjectSender, ObjectSenderConfig};
 use mbms_gateway::protocol::keys::{KeyDomainId, Mki, MskId, MtkId, MtkKey};
@@ -48,8 +48,6 @@ const MAX_PACKET: usize = 1428;
 const BATCH: usize = 32;
 /// Plaintext per step, as the protect worker reads it.
 const CHUNK: usize = mbms_gateway::gateway::download::protect::CHUNK;
-/// Spool bytes read per step, as the FLUTE sender reads them.
-const READ_AHEAD: usize = 1 << 20;
 
 struct Sink {
     socket: UdpSocket,
@@ -114,41 +112,33 @@ impl Symbols for &[u8] {
     }
 }
 
-/// A spooled object read as the FLUTE sender reads it: contiguous windows.
-struct Spooled {
+/// A spooled object read as the FLUTE sender reads it, through its
+/// read-ahead window.
+struct Spooled<'a> {
     file: File,
     len: u64,
-    start: u64,
-    window: Vec<u8>,
+    toi: u128,
+    read_ahead: &'a mut ReadAhead,
 }
 
-impl Spooled {
-    fn open(path: &Path, len: u64) -> Self {
+impl<'a> Spooled<'a> {
+    fn open(path: &Path, len: u64, toi: u128, read_ahead: &'a mut ReadAhead) -> Self {
         Self {
             file: File::open(path).unwrap(),
             len,
-            start: 0,
-            window: Vec::with_capacity(READ_AHEAD),
+            toi,
+            read_ahead,
         }
     }
 }
 
-impl Symbols for Spooled {
+impl Symbols for Spooled<'_> {
     fn len(&self) -> u64 {
         self.len
     }
 
     fn bytes(&mut self, range: Range<u64>) -> &[u8] {
-        if range.end > self.start + self.window.len() as u64 {
-            self.start = range.start;
-            let want = READ_AHEAD.max((range.end - range.start) as usize);
-            self.window
-                .resize(want.min((self.len - self.start) as usize), 0);
-            self.file
-                .read_exact_at(&mut self.window, self.start)
-                .unwrap();
-        }
-        &self.window[(range.start - self.start) as usize..(range.end - self.start) as usize]
+        self.read_ahead.bytes(&self.file, self.toi, range).unwrap()
     }
 }
 
@@ -240,9 +230,12 @@ impl Session {
             scope.spawn(move || {
                 let mut sink = Sink::new();
                 let mut packet = vec![0u8; MAX_PACKET];
-                for (toi, object) in to_send.into_iter().enumerate() {
-                    let spooled = Spooled::open(&object.spool_path, object.transfer_length);
-                    send_alc(&mut sink, toi as u128 + 1, spooled, &mut packet);
+                let mut read_ahead = ReadAhead::default();
+                for (i, object) in to_send.into_iter().enumerate() {
+                    let (path, len, toi) =
+                        (&object.spool_path, object.transfer_length, i as u128 + 1);
+                    let spooled = Spooled::open(path, len, toi, &mut read_ahead);
+                    send_alc(&mut sink, toi, spooled, &mut packet);
                     std::fs::remove_file(&object.spool_path).unwrap();
                 }
                 sink.flush();
@@ -273,6 +266,7 @@ struct Stages {
     sink: Sink,
     packet: Vec<u8>,
     cipher: Vec<u8>,
+    read_ahead: ReadAhead,
 }
 
 impl Stages {
@@ -285,6 +279,7 @@ impl Stages {
             sink: Sink::new(),
             packet: vec![0u8; MAX_PACKET],
             cipher: Vec::with_capacity(CHUNK + 16),
+            read_ahead: ReadAhead::default(),
         };
         stages.dcfs = (0..OBJECTS)
             .map(|o| {
@@ -344,8 +339,9 @@ impl Stages {
 
     fn flute_send(&mut self) {
         for o in 0..OBJECTS {
-            let spooled = Spooled::open(&self.spooled(o), self.dcfs[o].len() as u64);
-            send_alc(&mut self.sink, o as u128 + 1, spooled, &mut self.packet);
+            let (len, toi) = (self.dcfs[o].len() as u64, o as u128 + 1);
+            let spooled = Spooled::open(&self.spooled(o), len, toi, &mut self.read_ahead);
+            send_alc(&mut self.sink, toi, spooled, &mut self.packet);
         }
         self.sink.flush();
     }

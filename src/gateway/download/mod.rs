@@ -5,6 +5,7 @@
 pub mod config;
 pub mod ingest;
 pub mod protect;
+pub mod read_ahead;
 pub mod send;
 pub mod sender;
 pub mod session;

@@ -7,6 +7,7 @@
 //! receiver that joins mid-object learns the whole carousel.
 
 use super::protect::ProtectedObject;
+use super::read_ahead::ReadAhead;
 use crate::gateway::egress::{Batcher, Egress, EgressKind};
 use crate::protocol::flute::carousel::{Carousel, CarouselAction, CarouselObject, ObjectLifetime};
 use crate::protocol::flute::fdt::{FdtFecOti, FdtInstance, FdtTemplate};
@@ -21,7 +22,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,8 +90,6 @@ pub enum ObjectLifetimeSetting {
 const BURST_PACKETS: usize = 16;
 /// Longest idle wait for a command.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-/// Spool bytes read per step.
-const READ_AHEAD: usize = 1 << 20;
 
 /// NTP seconds of the wall clock, for FDT `Expires` (32 bits, era 0).
 fn ntp_now() -> u32 {
@@ -101,16 +99,6 @@ fn ntp_now() -> u32 {
 enum Content {
     Memory(Vec<u8>),
     Spool { file: File, path: PathBuf },
-}
-
-/// The sender's one read-ahead buffer over the spool file of the object on
-/// air: one object is sent at a time, so one window per session bounds the
-/// memory a session holds, however many objects wait in its carousel.
-#[derive(Default)]
-struct ReadAhead {
-    toi: Option<u128>,
-    start: u64,
-    window: Vec<u8>,
 }
 
 impl Content {
@@ -124,39 +112,7 @@ impl Content {
     ) -> std::io::Result<&'a [u8]> {
         match self {
             Self::Memory(data) => Ok(&data[range.start as usize..range.end as usize]),
-            Self::Spool { file, .. } => {
-                let ReadAhead {
-                    toi: window_toi,
-                    start,
-                    window,
-                } = read_ahead;
-                let inside = *window_toi == Some(toi)
-                    && range.start >= *start
-                    && range.end <= *start + window.len() as u64;
-                if !inside {
-                    let want = READ_AHEAD.max((range.end - range.start) as usize);
-                    window.resize(want, 0);
-                    let mut filled = 0;
-                    while filled < want {
-                        let n = file.read_at(&mut window[filled..], range.start + filled as u64)?;
-                        if n == 0 {
-                            break;
-                        }
-                        filled += n;
-                    }
-                    window.truncate(filled);
-                    *window_toi = Some(toi);
-                    *start = range.start;
-                    if (filled as u64) < range.end - range.start {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "spool file shorter than the object",
-                        ));
-                    }
-                }
-                let from = (range.start - *start) as usize;
-                Ok(&window[from..from + (range.end - range.start) as usize])
-            }
+            Self::Spool { file, .. } => read_ahead.bytes(file, toi, range),
         }
     }
 }
